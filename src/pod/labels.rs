@@ -1,0 +1,73 @@
+//! Ownership labels: everything the service knows about a pod can be rebuilt from
+//! these after a restart, and two GoCD servers (or two cluster profiles) sharing an
+//! engine or namespace never touch each other's pods.
+
+use std::collections::BTreeMap;
+
+use crate::protocol::JobIdentifier;
+use crate::settings::ClusterId;
+
+pub const MANAGED_BY: &str = "gocd-dind";
+
+pub mod labels {
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const SERVER_ID: &str = "gocd-dind.gocd.org/server-id";
+    pub const CLUSTER: &str = "gocd-dind.gocd.org/cluster";
+    pub const JOB_ID: &str = "gocd-dind.gocd.org/job-id";
+    pub const AGENT_ID: &str = "gocd-dind.gocd.org/agent-id";
+    pub const POD: &str = "gocd-dind.gocd.org/pod";
+    pub const CONTAINER: &str = "gocd-dind.gocd.org/container";
+    pub const VOLUME: &str = "gocd-dind.gocd.org/volume";
+}
+
+pub mod annotation {
+    pub const JOB_IDENTIFIER: &str = "gocd-dind.gocd.org/job-identifier";
+    pub const ENVIRONMENT: &str = "gocd-dind.gocd.org/environment";
+}
+
+/// Whose pods these are: one GoCD server, one cluster profile.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ownership {
+    pub server_id: String,
+    pub cluster: ClusterId,
+}
+
+impl Ownership {
+    pub fn new(server_id: &str, cluster: ClusterId) -> Self {
+        // A label value is at most 63 characters of [A-Za-z0-9-_.]; GoCD's ids are UUIDs,
+        // but nothing in the protocol promises that.
+        let server_id: String = server_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .take(63)
+            .collect();
+        Self { server_id, cluster }
+    }
+
+    /// The labels every list call filters on.
+    pub fn selector(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (labels::MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+            (labels::SERVER_ID.to_owned(), self.server_id.clone()),
+            (labels::CLUSTER.to_owned(), self.cluster.0.clone()),
+        ])
+    }
+
+    pub fn labels(&self, pod_name: &str, job_id: i64) -> BTreeMap<String, String> {
+        let mut labels = self.selector();
+        labels.insert(labels::JOB_ID.to_owned(), job_id.to_string());
+        labels.insert(labels::AGENT_ID.to_owned(), pod_name.to_owned());
+        labels
+    }
+}
+
+pub fn annotations(job: &JobIdentifier, environment: Option<&str>) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([(
+        annotation::JOB_IDENTIFIER.to_owned(),
+        serde_json::to_string(job).expect("a job identifier serialises"),
+    )]);
+    if let Some(environment) = environment {
+        annotations.insert(annotation::ENVIRONMENT.to_owned(), environment.to_owned());
+    }
+    annotations
+}

@@ -1,0 +1,160 @@
+use super::*;
+use crate::protocol::Properties;
+use crate::settings::ClusterId;
+
+fn settings(cluster: &[(&str, &str)], elastic: &[(&str, &str)]) -> (ClusterSettings, ElasticSettings) {
+    let props = |pairs: &[(&str, &str)]| Properties(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+    (ClusterSettings::parse(&props(cluster), false).unwrap(), ElasticSettings::parse(&props(elastic)).unwrap())
+}
+
+fn job() -> JobIdentifier {
+    serde_json::from_str(r#"{"pipeline_name":"build","pipeline_label":"42","pipeline_counter":42,"stage_name":"test","stage_counter":"1","job_name":"unit","job_id":7}"#).unwrap()
+}
+
+fn build_with(cluster: &ClusterSettings, elastic: &ElasticSettings, environment: Option<&str>) -> Result<AgentPod, PodError> {
+    let tls = crate::tls::mint("p").unwrap();
+    let ownership = Ownership::new("server-1", ClusterId("c1".into()));
+    build(&PodRequest {
+        name: "gocd-dind-abc",
+        ownership: &ownership,
+        go_server_url: "https://gocd.example.com/go",
+        cluster,
+        elastic,
+        job: &job(),
+        environment,
+        auto_register_key: "register-key-1",
+        tls: &tls,
+    })
+}
+
+fn env_of(container: &Container) -> BTreeMap<String, Option<String>> {
+    container.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone())).collect()
+}
+
+#[test]
+fn dind_is_a_native_sidecar_gated_by_a_tls_probe() {
+    let (c, e) = settings(&[("agent_image", "agent:1")], &[]);
+    let pod = build_with(&c, &e, None).unwrap().pod;
+    let spec = pod.spec.unwrap();
+    let dind = &spec.init_containers.as_ref().unwrap()[0];
+    assert_eq!(dind.name, DIND_CONTAINER);
+    assert_eq!(dind.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(dind.image.as_deref(), Some("docker:dind"));
+    let probe = dind.startup_probe.as_ref().unwrap().exec.as_ref().unwrap().command.as_ref().unwrap();
+    assert!(probe.contains(&"--tlsverify".to_owned()) && probe.last().unwrap() == "version");
+    let script = &dind.command.as_ref().unwrap()[2];
+    assert!(script.contains("--host=tcp://127.0.0.1:2376 --tlsverify"));
+    assert!(!script.contains("2375"));
+    assert_eq!(dind.security_context.as_ref().unwrap().privileged, Some(true));
+    let lib = dind.volume_mounts.as_ref().unwrap().iter().find(|m| m.mount_path == "/var/lib/docker").unwrap();
+    assert_eq!(lib.name, volume::DOCKER_LIB);
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+}
+
+#[test]
+fn agent_gets_registration_and_docker_environment_and_no_privilege() {
+    let (c, e) = settings(&[("agent_image", "agent:1")], &[("Environment", "A=b=c")]);
+    let built = build_with(&c, &e, Some("prod")).unwrap();
+    let agent = &built.pod.spec.as_ref().unwrap().containers[0];
+    let env = env_of(agent);
+    assert_eq!(env["GO_EA_SERVER_URL"].as_deref(), Some("https://gocd.example.com/go"));
+    assert_eq!(env["GO_EA_AUTO_REGISTER_ENVIRONMENT"].as_deref(), Some("prod"));
+    assert_eq!(env["GO_EA_AUTO_REGISTER_ELASTIC_AGENT_ID"].as_deref(), Some("gocd-dind-abc"));
+    assert_eq!(env["GO_EA_AUTO_REGISTER_ELASTIC_PLUGIN_ID"].as_deref(), Some(PLUGIN_ID));
+    assert_eq!(env["DOCKER_HOST"].as_deref(), Some("tcp://127.0.0.1:2376"));
+    assert_eq!(env["DOCKER_CERT_PATH"].as_deref(), Some(TLS_DIR));
+    assert_eq!(env["A"].as_deref(), Some("b=c"));
+    assert!(env["PATH"].as_deref().unwrap().starts_with(CLI_DIR));
+    // The register key travels in the Secret, not in the pod spec.
+    assert_eq!(env["GO_EA_AUTO_REGISTER_KEY"], None);
+    assert!(!serde_json::to_string(&built.pod).unwrap().contains("register-key-1"));
+    assert_eq!(built.secret.data.as_ref().unwrap()[secret_key::AUTO_REGISTER_KEY].0, b"register-key-1");
+    let security = agent.security_context.as_ref().unwrap();
+    assert_eq!((security.privileged, security.allow_privilege_escalation), (Some(false), Some(false)));
+    let labels = built.pod.metadata.labels.unwrap();
+    assert_eq!(labels[label_keys::JOB_ID], "7");
+    assert_eq!(labels[label_keys::SERVER_ID], "server-1");
+}
+
+#[test]
+fn no_environment_means_no_environment_variable() {
+    let (c, e) = settings(&[("agent_image", "agent:1")], &[]);
+    let pod = build_with(&c, &e, None).unwrap().pod;
+    assert!(!env_of(&pod.spec.unwrap().containers[0]).contains_key("GO_EA_AUTO_REGISTER_ENVIRONMENT"));
+}
+
+#[test]
+fn server_key_only_reaches_dind_and_client_key_only_the_agent() {
+    let (c, e) = settings(&[("agent_image", "agent:1")], &[]);
+    let spec = build_with(&c, &e, None).unwrap().pod.spec.unwrap();
+    let items = |name: &str| -> Vec<String> {
+        let volume = spec.volumes.as_ref().unwrap().iter().find(|v| v.name == name).unwrap();
+        volume.secret.as_ref().unwrap().items.as_ref().unwrap().iter().map(|i| i.key.clone()).collect()
+    };
+    assert!(items(volume::DIND_TLS).contains(&secret_key::SERVER_KEY.to_owned()));
+    assert!(!items(volume::DIND_TLS).contains(&secret_key::CLIENT_KEY.to_owned()));
+    assert!(items(volume::AGENT_TLS).contains(&secret_key::CLIENT_KEY.to_owned()));
+    assert!(!items(volume::AGENT_TLS).contains(&secret_key::SERVER_KEY.to_owned()));
+    let mounts = |c: &Container| -> Vec<String> { c.volume_mounts.iter().flatten().map(|m| m.name.clone()).collect() };
+    assert!(!mounts(&spec.containers[0]).contains(&volume::DIND_TLS.to_owned()));
+    assert!(!mounts(&spec.init_containers.as_ref().unwrap()[0]).contains(&volume::AGENT_TLS.to_owned()));
+}
+
+#[test]
+fn capabilities_mode_is_explicit_and_not_privileged() {
+    let (c, e) = settings(&[("agent_image", "a:1"), ("dind_security", "capabilities"), ("registry_mirror", "https://m.example.com")], &[]);
+    let spec = build_with(&c, &e, None).unwrap().pod.spec.unwrap();
+    let dind = &spec.init_containers.as_ref().unwrap()[0];
+    let security = dind.security_context.as_ref().unwrap();
+    assert_eq!(security.privileged, Some(false));
+    let caps = security.capabilities.as_ref().unwrap().add.as_ref().unwrap();
+    assert!(caps.contains(&"SYS_ADMIN".to_owned()) && !caps.contains(&"SYS_RESOURCE".to_owned()));
+    assert!(dind.command.as_ref().unwrap()[2].contains("mount -t cgroup"));
+    assert_eq!(dind.args.as_ref().unwrap(), &["gocd-dind", "--registry-mirror=https://m.example.com"]);
+}
+
+#[test]
+fn resources_set_requests_and_limits() {
+    let (c, e) = settings(&[("agent_image", "a:1")], &[("AgentCpu", "500m"), ("DindMemory", "4Gi"), ("DockerStorageSize", "20Gi")]);
+    let spec = build_with(&c, &e, None).unwrap().pod.spec.unwrap();
+    let agent = spec.containers[0].resources.as_ref().unwrap();
+    assert_eq!(agent.limits.as_ref().unwrap()["cpu"].0, "500m");
+    assert_eq!(agent.requests, agent.limits);
+    let dind = spec.init_containers.as_ref().unwrap()[0].resources.as_ref().unwrap();
+    assert_eq!(dind.limits.as_ref().unwrap()["memory"].0, (4u64 << 30).to_string());
+    let lib = spec.volumes.as_ref().unwrap().iter().find(|v| v.name == volume::DOCKER_LIB).unwrap();
+    assert_eq!(lib.empty_dir.as_ref().unwrap().size_limit.as_ref().unwrap().0, (20u64 << 30).to_string());
+}
+
+#[test]
+fn missing_agent_image_is_a_clear_error() {
+    let (c, e) = settings(&[], &[]);
+    assert_eq!(build_with(&c, &e, None).unwrap_err(), PodError::NoAgentImage);
+}
+
+#[test]
+fn patch_merges_containers_by_name_and_keeps_the_rest() {
+    let patch = r#"{"nodeSelector":{"pool":"ci"},"containers":[{"name":"agent","workingDir":"/godata"}],"tolerations":[{"key":"ci","operator":"Exists"}]}"#;
+    let (c, e) = settings(&[("agent_image", "a:1")], &[("PodSpecPatch", patch)]);
+    let spec = build_with(&c, &e, None).unwrap().pod.spec.unwrap();
+    assert_eq!(spec.node_selector.unwrap()["pool"], "ci");
+    assert_eq!(spec.containers.len(), 1);
+    assert_eq!(spec.containers[0].working_dir.as_deref(), Some("/godata"));
+    assert_eq!(spec.containers[0].image.as_deref(), Some("a:1"));
+    assert_eq!(spec.tolerations.unwrap().len(), 1);
+}
+
+#[test]
+fn patch_cannot_reach_the_host_or_privilege_the_agent() {
+    for patch in [
+        r#"{"volumes":[{"name":"sock","hostPath":{"path":"/var/run/docker.sock"}}]}"#,
+        r#"{"hostNetwork":true}"#,
+        r#"{"containers":[{"name":"agent","securityContext":{"privileged":true}}]}"#,
+        r#"{"containers":[{"name":"agent","$patch":"delete"}]}"#,
+        r#"{"automountServiceAccountToken":true}"#,
+    ] {
+        let (c, e) = settings(&[("agent_image", "a:1")], &[("PodSpecPatch", patch)]);
+        assert!(matches!(build_with(&c, &e, None), Err(PodError::Patch(_))), "{patch} was accepted");
+    }
+}
