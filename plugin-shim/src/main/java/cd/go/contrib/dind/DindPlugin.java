@@ -144,14 +144,14 @@ public class DindPlugin implements GoPlugin {
         ShimConfig config = current.config();
         try {
             bridge = ProcessorBridge.start(config.processorListen(), config.token(), accessor, IDENTIFIER);
-            LOG.info("gocd-dind plugin: processor bridge listening on " + bridge.address());
+            LOG.info("gocd-dind plugin: processor bridge listening on " + ShimConfig.hostPort(bridge.address()));
         } catch (LinkageError e) {
             // The JDK's HTTP server is not visible to the plugin's class loader.
             LOG.error("gocd-dind plugin: the processor bridge cannot start: com.sun.net.httpserver is not available"
                     + " to plugins in this GoCD server (" + e + "). Run GoCD on a full JDK/JRE that includes the"
                     + " jdk.httpserver module. Requests are still forwarded to the service, but it cannot call GoCD back.");
         } catch (IOException | RuntimeException e) {
-            LOG.error("gocd-dind plugin: the processor bridge cannot listen on " + config.processorListen()
+            LOG.error("gocd-dind plugin: the processor bridge cannot listen on " + ShimConfig.hostPort(config.processorListen())
                     + " (" + e + "). Another process may hold that address (a second copy of this plugin, or an"
                     + " old GoCD server still running). Set " + ShimConfig.PROCESSOR_LISTEN.names()
                     + " to a free host:port and the service's --processor-url (GOCD_DIND_PROCESSOR_URL) to match,"

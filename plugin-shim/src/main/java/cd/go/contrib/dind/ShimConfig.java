@@ -132,7 +132,9 @@ public record ShimConfig(
         } catch (URISyntaxException e) {
             why = e.getMessage();
         }
-        problems.add(value.source() + " '" + value.text() + "' is not a usable service URL: " + why
+        // Echo the value so the operator sees the typo, but never credentials it might carry.
+        String shown = value.text().replaceAll("//[^/@]*@", "//***@");
+        problems.add(value.source() + " '" + shown + "' is not a usable service URL: " + why
                 + " (expected e.g. " + DEFAULT_SERVICE_URL + ", the service's --listen address)");
         return null;
     }
@@ -229,10 +231,16 @@ public record ShimConfig(
         return null;
     }
 
+    /** {@code host:port} as an operator writes it ({@code [::1]:8791} for IPv6), not InetSocketAddress's "/host:port". */
+    static String hostPort(InetSocketAddress address) {
+        String host = address.getHostString();
+        return (host.contains(":") ? "[" + host + "]" : host) + ":" + address.getPort();
+    }
+
     /** Without the token, so the record can be logged. */
     @Override
     public String toString() {
-        return "ShimConfig[serviceUrl=" + serviceUrl + ", token=<redacted>, processorListen=" + processorListen
+        return "ShimConfig[serviceUrl=" + serviceUrl + ", token=<redacted>, processorListen=" + (processorListen == null ? null : hostPort(processorListen))
                 + ", connectTimeout=" + connectTimeout + ", requestTimeout=" + requestTimeout + "]";
     }
 }
