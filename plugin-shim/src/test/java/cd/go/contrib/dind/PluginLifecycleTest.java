@@ -70,7 +70,8 @@ class PluginLifecycleTest {
 
     @Test
     void aTakenPortIsReportedAndRequestsAreStillForwarded() throws Exception {
-        try (ServerSocket taken = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+        ServerSocket taken = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
+        try {
             String listen = "127.0.0.1:" + taken.getLocalPort();
             DindPlugin plugin = plugin(service.url(), Map.of("gocd.dind.processor.listen", listen));
             GoPluginApiResponse icon;
@@ -92,6 +93,8 @@ class PluginLifecycleTest {
             assertNotNull(plugin.bridgeAddress(), "server-ping retries the bridge once the port is free");
             assertEquals(taken.getLocalPort(), plugin.bridgeAddress().getPort());
             plugin.onUnload(null);
+        } finally {
+            taken.close();
         }
     }
 
