@@ -1,1 +1,51 @@
-fn main() {}
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use gocd_dind::clock::Clock;
+use gocd_dind::config::{Cli, Command, LogFormat, ServeArgs};
+use gocd_dind::processor::ProcessorClient;
+use gocd_dind::runtime::{docker::EngineProvider, memory::MemoryRuntime, Runtimes};
+use gocd_dind::service::{Service, ServiceOptions};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("GOCD_DIND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init(),
+    }
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Demo(args) => gocd_dind::demo::run(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let token = args.token()?;
+    let clock = Clock::default();
+    let runtimes = Runtimes {
+        engines: EngineProvider::default(),
+        memory: args.allow_memory_runtime.then(|| MemoryRuntime::new(clock.clone())),
+    };
+    let options = ServiceOptions { allow_memory_runtime: args.allow_memory_runtime };
+    let service = Service::new(Arc::new(runtimes), ProcessorClient::new(&args.processor_url, &token), clock, options);
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {} (GOCD_DIND_LISTEN)", args.listen))?;
+    tracing::info!(listen = %args.listen, processor = %args.processor_url, "gocd-dind serving");
+    gocd_dind::serve(listener, gocd_dind::http::router(service.clone(), &token), shutdown_signal()).await?;
+    service.drain(Duration::from_secs(args.shutdown_grace)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}

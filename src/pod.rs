@@ -15,7 +15,7 @@ mod dind_script;
 mod labels;
 mod patch;
 
-pub use labels::{annotations, labels as label_keys, Ownership, MANAGED_BY};
+pub use labels::{annotation, annotations, labels as label_keys, Ownership, MANAGED_BY};
 pub use patch::{apply_spec_patch, check_invariants};
 
 use std::collections::BTreeMap;

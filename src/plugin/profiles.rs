@@ -1,0 +1,49 @@
+//! Icon, profile metadata, validation and migrate-config.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::protocol::{Properties, ValidationError};
+use crate::service::Service;
+use crate::settings::{ClusterSettings, ElasticSettings};
+
+const ICON: &str = include_str!("icon.svg");
+
+pub fn icon() -> Value {
+    json!({"content_type": "image/svg+xml", "data": base64::engine::general_purpose::STANDARD.encode(ICON)})
+}
+
+pub fn elastic_metadata() -> Value {
+    json!(ElasticSettings::fields().iter().map(crate::settings::Field::metadata).collect::<Vec<_>>())
+}
+
+pub fn cluster_metadata() -> Value {
+    json!(ClusterSettings::fields().iter().map(crate::settings::Field::metadata).collect::<Vec<_>>())
+}
+
+pub fn validate_elastic(props: &Properties) -> Value {
+    json!(ElasticSettings::parse(props).err().unwrap_or_default())
+}
+
+pub fn validate_cluster(service: &Service, props: &Properties) -> Value {
+    let mut errors: Vec<ValidationError> = ClusterSettings::parse(props, service.options.allow_memory_runtime).err().unwrap_or_default();
+    if props.get("runtime") == Some("kubernetes") && errors.iter().all(|e| e.key != "runtime") {
+        errors.push(ValidationError::new("runtime", "the kubernetes runtime is not available in this release yet: use docker"));
+    }
+    json!(errors)
+}
+
+/// GoCD replaces all of this plugin's profiles with what we answer, so the answer is
+/// exactly what came in: returning less would delete operators' configuration.
+pub fn migrate_config(body: &[u8]) -> Result<Value> {
+    let bad = |why: &str| Error::BadRequest(format!("cd.go.elastic-agent.migrate-config: {why}"));
+    let value: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("invalid JSON at line {}, column {}", e.line(), e.column())))?;
+    let object = value.as_object().ok_or_else(|| bad("the body must be a JSON object"))?;
+    for key in ["cluster_profiles", "elastic_agent_profiles"] {
+        if !object.get(key).is_some_and(Value::is_array) {
+            return Err(bad(&format!("`{key}` must be a list")));
+        }
+    }
+    Ok(value)
+}

@@ -1,0 +1,103 @@
+//! The narrow port every effect on pods goes through. Two real implementations realise
+//! the same `AgentPod` (Docker Engine via bollard; Kubernetes is planned), and an
+//! in-memory one lets the GoCD rules be tested without a daemon.
+
+pub mod docker;
+pub mod memory;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::pod::{AgentPod, Ownership};
+use crate::protocol::JobIdentifier;
+use crate::settings::ClusterSettings;
+
+/// A pod as a listing shows it: enough to decide, rebuilt from labels alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub name: String,
+    pub job_id: i64,
+    pub job: Option<JobIdentifier>,
+    pub created: SystemTime,
+    pub phase: PodPhase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodPhase {
+    /// Created; dockerd or the agent not up yet.
+    Starting,
+    /// The agent container runs.
+    Running,
+    /// Something in it stopped: the pod can no longer serve its job.
+    Stopped(String),
+}
+
+/// What a status report shows about one pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodDetails {
+    pub containers: Vec<ContainerDetails>,
+    /// The last lines of dockerd's output: why a daemon did not come up.
+    pub dind_log_tail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDetails {
+    pub name: String,
+    pub image: String,
+    pub state: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot reach the container runtime: {0}")]
+    Unreachable(String),
+    #[error("the runtime rejected the pod: {0}")]
+    Rejected(String),
+    #[error("dockerd in pod {pod} did not answer over TLS within {seconds} s; last lines of its log:\n{log_tail}")]
+    DaemonNotReady { pod: String, seconds: u64, log_tail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// A short description for reports and errors, e.g. the engine's address and version.
+    async fn describe(&self) -> Result<String, RuntimeError>;
+    /// Pod fields this runtime cannot honour, each with the reason; checked before
+    /// anything is created so nothing is silently dropped.
+    fn unsupported(&self, _pod: &AgentPod) -> Vec<String> {
+        Vec::new()
+    }
+    /// Every pod that carries these ownership labels.
+    async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError>;
+    /// Creates the pod and returns once its agent container has started, which happens
+    /// only after dockerd answered over TLS. On failure nothing of the pod is left.
+    async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError>;
+    /// Removes the pod and everything it owns. Removing a pod that is gone succeeds.
+    async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError>;
+    /// Details for the agent status report; `None` when there is no such pod.
+    async fn pod_details(&self, owner: &Ownership, name: &str) -> Result<Option<PodDetails>, RuntimeError>;
+}
+
+/// Hands out the runtime a cluster profile points at.
+pub trait RuntimeProvider: Send + Sync {
+    fn runtime(&self, cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError>;
+}
+
+/// The service's provider: Docker engines, plus the in-memory runtime when the service
+/// runs with `--allow-memory-runtime` (tests that drive the real binary).
+pub struct Runtimes {
+    pub engines: docker::EngineProvider,
+    pub memory: Option<Arc<memory::MemoryRuntime>>,
+}
+
+impl RuntimeProvider for Runtimes {
+    fn runtime(&self, cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError> {
+        match (&self.memory, cluster.runtime) {
+            (Some(memory), crate::settings::RuntimeKind::Memory) => Ok(memory.clone()),
+            _ => self.engines.runtime(cluster),
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The Docker Engine runtime (bollard): one machine with Docker is a complete
+//! installation. See `docker/translate.rs` for how the pod maps onto the engine.
+
+mod archive;
+pub mod translate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListVolumesOptions, LogsOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, UploadToContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::sync::OnceCell;
+
+use self::translate::{ContainerPlan, DockerPod};
+use super::{ContainerDetails, PodDetails, PodInfo, PodPhase, Runtime, RuntimeError, RuntimeProvider};
+use crate::pod::{annotation, label_keys, AgentPod, Ownership, AGENT_CONTAINER, DIND_CONTAINER};
+use crate::settings::{ClusterId, ClusterSettings, DockerConnection, RuntimeKind};
+
+/// Engine calls that are not long-running (creating, listing, removing).
+const CALL_TIMEOUT: u64 = 120;
+/// An image pull is bounded too: a registry that hangs must not hang the job forever.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub struct DockerRuntime {
+    connection: DockerConnection,
+    docker: OnceCell<Docker>,
+}
+
+impl DockerRuntime {
+    pub fn new(connection: DockerConnection) -> Self {
+        Self { connection, docker: OnceCell::new() }
+    }
+
+    fn address(&self) -> String {
+        self.connection.host.clone().or_else(|| std::env::var("DOCKER_HOST").ok()).unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    }
+
+    /// Connects on first use and agrees on an API version: engines as old as Debian's
+    /// 20.10 (API 1.41) must work.
+    async fn docker(&self) -> Result<&Docker, RuntimeError> {
+        self.docker
+            .get_or_try_init(|| async {
+                let docker = connect(&self.connection).map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))?;
+                docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))
+            })
+            .await
+    }
+
+    async fn containers(&self, filters: HashMap<String, Vec<String>>) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let docker = self.docker().await?;
+        docker
+            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+            .await
+            .map_err(|e| unreachable_or(e, RuntimeError::Other))
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        if docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let pull = async {
+            let mut stream = docker.create_image(Some(CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() }), None, None);
+            while let Some(progress) = stream.next().await {
+                progress.map_err(|e| RuntimeError::Rejected(format!("cannot pull image {image}: {e}")))?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(PULL_TIMEOUT, pull)
+            .await
+            .map_err(|_| RuntimeError::Rejected(format!("pulling image {image} took over {} s", PULL_TIMEOUT.as_secs())))?
+    }
+
+    async fn create_container(&self, plan: &ContainerPlan) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        docker
+            .create_container(Some(CreateContainerOptions { name: Some(plan.name.clone()), ..Default::default() }), plan.body.clone())
+            .await
+            .map_err(|e| RuntimeError::Rejected(format!("creating container {}: {e}", plan.name)))?;
+        if !plan.files.is_empty() {
+            let tar = archive::tar(&plan.files).map_err(|e| RuntimeError::Other(format!("packing files: {e}")))?;
+            docker
+                .upload_to_container(&plan.name, Some(UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.into()))
+                .await
+                .map_err(|e| RuntimeError::Rejected(format!("placing TLS files into {}: {e}", plan.name)))?;
+        }
+        docker.start_container(&plan.name, None::<StartContainerOptions>).await.map_err(|e| {
+            let text = e.to_string();
+            if plan.body.host_config.as_ref().and_then(|h| h.privileged) == Some(true) && (text.contains("operation not permitted") || text.contains("unable to apply caps")) {
+                RuntimeError::Rejected(format!("this host refuses privileged containers ({text}); set dind_security = capabilities in the cluster profile"))
+            } else {
+                RuntimeError::Rejected(format!("starting container {}: {text}", plan.name))
+            }
+        })
+    }
+
+    /// Runs the pod's startup probe in dind until it succeeds, dind exits, or the
+    /// probe's budget (period × failure threshold) is spent.
+    async fn wait_ready(&self, pod: &DockerPod) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        for _ in 0..pod.probe_attempts {
+            if exec_succeeds(docker, &pod.dind.name, &pod.probe).await {
+                return Ok(());
+            }
+            let running = docker.inspect_container(&pod.dind.name, None).await.ok().and_then(|c| c.state).and_then(|s| s.running);
+            if running == Some(false) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(pod.probe_period_seconds)).await;
+        }
+        Err(RuntimeError::DaemonNotReady {
+            pod: pod.name.clone(),
+            seconds: pod.probe_period_seconds * u64::from(pod.probe_attempts),
+            log_tail: self.log_tail(&pod.dind.name, 20).await,
+        })
+    }
+
+    async fn log_tail(&self, container: &str, lines: usize) -> String {
+        let Ok(docker) = self.docker().await else { return String::new() };
+        let options = LogsOptions { stdout: true, stderr: true, tail: lines.to_string(), ..Default::default() };
+        let mut stream = docker.logs(container, Some(options));
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        text
+    }
+
+    async fn build(&self, pod: &DockerPod) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        self.ensure_image(pod.dind.body.image.as_deref().unwrap_or_default()).await?;
+        self.ensure_image(pod.agent.body.image.as_deref().unwrap_or_default()).await?;
+        for volume in &pod.volumes {
+            let mut labels = pod.labels.clone();
+            labels.insert(label_keys::VOLUME.into(), volume.clone());
+            docker
+                .create_volume(VolumeCreateRequest { name: Some(volume.clone()), labels: Some(labels), ..Default::default() })
+                .await
+                .map_err(|e| RuntimeError::Rejected(format!("creating volume {volume}: {e}")))?;
+        }
+        self.create_container(&pod.dind).await?;
+        self.wait_ready(pod).await?;
+        self.create_container(&pod.agent).await
+    }
+}
+
+fn connect(connection: &DockerConnection) -> Result<Docker, bollard::errors::Error> {
+    let (Some(host), Some(ca), Some(cert), Some(key)) = (&connection.host, &connection.ca_cert, &connection.client_cert, &connection.client_key) else {
+        return match &connection.host {
+            Some(host) if host.starts_with("unix://") => Docker::connect_with_unix(host, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION),
+            Some(host) => Docker::connect_with_http(host, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION),
+            None => Docker::connect_with_defaults().map(|d| d.with_timeout(Duration::from_secs(CALL_TIMEOUT))),
+        };
+    };
+    // bollard reads TLS material from files, once, while connecting: a private directory
+    // that is removed right after.
+    let dir = archive::PrivateDir::new()?;
+    let path = |name: &str, pem: &str| dir.write(name, pem);
+    let (ca, cert, key) = (path("ca.pem", ca)?, path("cert.pem", cert)?, path("key.pem", key)?);
+    Docker::connect_with_ssl(host, &key, &cert, &ca, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION)
+}
+
+async fn exec_succeeds(docker: &Docker, container: &str, command: &[String]) -> bool {
+    let exec = bollard::exec::CreateExecOptions { cmd: Some(command.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() };
+    let Ok(created) = docker.create_exec(container, exec).await else { return false };
+    if let Ok(bollard::exec::StartExecResults::Attached { mut output, .. }) = docker.start_exec(&created.id, None).await {
+        while output.next().await.is_some() {}
+    }
+    docker.inspect_exec(&created.id).await.ok().and_then(|i| i.exit_code) == Some(0)
+}
+
+fn unreachable_or(error: bollard::errors::Error, other: fn(String) -> RuntimeError) -> RuntimeError {
+    let text = error.to_string();
+    if matches!(error, bollard::errors::Error::HyperResponseError { .. } | bollard::errors::Error::IOError { .. } | bollard::errors::Error::RequestTimeoutError) {
+        RuntimeError::Unreachable(text)
+    } else {
+        other(text)
+    }
+}
+
+fn filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_owned(), pairs.iter().map(|(k, v)| format!("{k}={v}")).collect())])
+}
+
+fn owner_filters(owner: &Ownership, extra: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    let selector = owner.selector();
+    let mut pairs: Vec<(&str, &str)> = selector.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pairs.extend_from_slice(extra);
+    filters(&pairs)
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn describe(&self) -> Result<String, RuntimeError> {
+        let docker = self.docker().await?;
+        let version = docker.version().await.map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))?;
+        Ok(format!(
+            "Docker Engine {} (API {}) at {}",
+            version.version.unwrap_or_default(),
+            version.api_version.unwrap_or_default(),
+            self.address()
+        ))
+    }
+
+    fn unsupported(&self, pod: &AgentPod) -> Vec<String> {
+        translate::unsupported(pod)
+    }
+
+    async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError> {
+        let containers = self.containers(owner_filters(owner, &[])).await?;
+        let mut pods: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
+        for container in containers {
+            if let Some(pod) = container.labels.as_ref().and_then(|l| l.get(label_keys::POD)).cloned() {
+                pods.entry(pod).or_default().push(container);
+            }
+        }
+        // Volumes without containers: a creation that died half-way. Listed as stopped
+        // pods so server-ping removes them.
+        let docker = self.docker().await?;
+        let volumes = docker
+            .list_volumes(Some(ListVolumesOptions { filters: Some(owner_filters(owner, &[])) }))
+            .await
+            .map_err(|e| unreachable_or(e, RuntimeError::Other))?;
+        let mut infos: Vec<PodInfo> = pods.into_iter().map(|(name, containers)| pod_info(name, &containers)).collect();
+        for volume in volumes.volumes.unwrap_or_default() {
+            let pod = volume.labels.get(label_keys::POD).cloned().unwrap_or_default();
+            if !pod.is_empty() && !infos.iter().any(|p| p.name == pod) {
+                infos.push(PodInfo {
+                    job_id: volume.labels.get(label_keys::JOB_ID).and_then(|j| j.parse().ok()).unwrap_or_default(),
+                    name: pod,
+                    job: None,
+                    created: UNIX_EPOCH,
+                    phase: PodPhase::Stopped("only volumes are left".into()),
+                });
+            }
+        }
+        Ok(infos)
+    }
+
+    async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError> {
+        let plan = translate::translate(pod).map_err(|problems| RuntimeError::Rejected(problems.join("; ")))?;
+        let owner_labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+        let result = self.build(&plan).await;
+        if result.is_err() {
+            let owner = Ownership {
+                server_id: owner_labels.get(label_keys::SERVER_ID).cloned().unwrap_or_default(),
+                cluster: ClusterId(owner_labels.get(label_keys::CLUSTER).cloned().unwrap_or_default()),
+            };
+            if let Err(e) = self.delete_pod(&owner, &plan.name).await {
+                tracing::warn!(pod = %plan.name, error = %e, "cleaning up a failed pod failed; server-ping retries");
+            }
+        }
+        result
+    }
+
+    async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        let mine = owner_filters(owner, &[(label_keys::POD, name)]);
+        // The agent first: it lives in dind's network namespace.
+        let mut containers = self.containers(mine.clone()).await?;
+        containers.sort_by_key(|c| c.labels.as_ref().and_then(|l| l.get(label_keys::CONTAINER)).map(|n| n != AGENT_CONTAINER));
+        for container in containers {
+            let id = container.id.unwrap_or_default();
+            match docker.remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() })).await {
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(e) => return Err(unreachable_or(e, RuntimeError::Other)),
+            }
+        }
+        let volumes = docker.list_volumes(Some(ListVolumesOptions { filters: Some(mine) })).await.map_err(|e| unreachable_or(e, RuntimeError::Other))?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            match docker.remove_volume(&volume.name, Some(RemoveVolumeOptions { force: true })).await {
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(e) => return Err(unreachable_or(e, RuntimeError::Other)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn pod_details(&self, owner: &Ownership, name: &str) -> Result<Option<PodDetails>, RuntimeError> {
+        let containers = self.containers(owner_filters(owner, &[(label_keys::POD, name)])).await?;
+        if containers.is_empty() {
+            return Ok(None);
+        }
+        let mut details = PodDetails::default();
+        for c in &containers {
+            let container = c.labels.as_ref().and_then(|l| l.get(label_keys::CONTAINER)).cloned().unwrap_or_default();
+            if container == DIND_CONTAINER {
+                details.dind_log_tail = self.log_tail(&translate::container_name(name, DIND_CONTAINER), 30).await;
+            }
+            details.containers.push(ContainerDetails {
+                name: container,
+                image: c.image.clone().unwrap_or_default(),
+                state: c.status.clone().unwrap_or_default(),
+            });
+        }
+        Ok(Some(details))
+    }
+}
+
+fn pod_info(name: String, containers: &[ContainerSummary]) -> PodInfo {
+    let labels = containers.iter().find_map(|c| c.labels.clone()).unwrap_or_default();
+    let created = containers.iter().filter_map(|c| c.created).min().unwrap_or_default();
+    let state = |which: &str| {
+        containers
+            .iter()
+            .find(|c| c.labels.as_ref().and_then(|l| l.get(label_keys::CONTAINER)).map(String::as_str) == Some(which))
+            .map(|c| (c.state, c.status.clone().unwrap_or_default()))
+    };
+    let phase = match (state(DIND_CONTAINER), state(AGENT_CONTAINER)) {
+        (Some((Some(ContainerSummaryStateEnum::RUNNING), _)), Some((Some(ContainerSummaryStateEnum::RUNNING), _))) => PodPhase::Running,
+        (Some((Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD), status)), _) => PodPhase::Stopped(format!("dind {status}")),
+        (_, Some((Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD), status))) => PodPhase::Stopped(format!("agent {status}")),
+        (None, Some(_)) => PodPhase::Stopped("dind container is missing".into()),
+        _ => PodPhase::Starting,
+    };
+    PodInfo {
+        job_id: labels.get(label_keys::JOB_ID).and_then(|j| j.parse().ok()).unwrap_or_default(),
+        job: labels.get(annotation::JOB_IDENTIFIER).and_then(|j| serde_json::from_str(j).ok()),
+        created: UNIX_EPOCH + Duration::from_secs(u64::try_from(created).unwrap_or_default()),
+        phase,
+        name,
+    }
+}
+
+/// One runtime per place (engine address and credentials), shared by every cluster
+/// profile that points there.
+#[derive(Default)]
+pub struct EngineProvider {
+    engines: Mutex<HashMap<ClusterId, Arc<DockerRuntime>>>,
+}
+
+impl RuntimeProvider for EngineProvider {
+    fn runtime(&self, cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError> {
+        match cluster.runtime {
+            RuntimeKind::Docker => {
+                let mut engines = self.engines.lock().unwrap();
+                let engine = engines.entry(cluster.id()).or_insert_with(|| Arc::new(DockerRuntime::new(cluster.docker.clone())));
+                if engine.connection != cluster.docker {
+                    *engine = Arc::new(DockerRuntime::new(cluster.docker.clone()));
+                }
+                Ok(engine.clone() as Arc<dyn Runtime>)
+            }
+            RuntimeKind::Kubernetes => Err(RuntimeError::Rejected("the kubernetes runtime is not available in this release yet: use runtime = docker".into())),
+            RuntimeKind::Memory => Err(RuntimeError::Rejected("runtime = memory is for tests: start the service with --allow-memory-runtime".into())),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The agent pod on a Docker Engine, the way `podman kube play` would run it: pure
+//! translation, so what the Docker runtime does is testable without a daemon.
+//!
+//! - dind is created first and owns the network namespace; the agent joins it
+//!   (`container:<dind>`), so `127.0.0.1:2376` is the pod's loopback and nobody else's.
+//! - each `emptyDir` becomes a labelled named volume; `/godata` is the same volume at
+//!   the same path in both containers.
+//! - each `secret` volume becomes files copied into that one container through the API
+//!   before it starts, never through the host filesystem.
+//! - a pod field Docker cannot honour is an error, never dropped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, SecurityContext, Volume};
+use serde_json::Value;
+
+use crate::pod::{label_keys, AgentPod, DIND_CONTAINER};
+
+/// One file placed into a container before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerPlan {
+    pub name: String,
+    pub body: ContainerCreateBody,
+    pub files: Vec<File>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DockerPod {
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub volumes: Vec<String>,
+    /// dind first: it owns the network namespace the agent joins.
+    pub dind: ContainerPlan,
+    pub agent: ContainerPlan,
+    pub probe: Vec<String>,
+    pub probe_period_seconds: u64,
+    pub probe_attempts: u32,
+}
+
+pub fn container_name(pod: &str, container: &str) -> String {
+    format!("{pod}-{container}")
+}
+
+pub fn volume_name(pod: &str, volume: &str) -> String {
+    format!("{pod}-{volume}")
+}
+
+/// Everything in the pod this translation does not honour, by JSON path.
+pub fn unsupported(pod: &AgentPod) -> Vec<String> {
+    let Some(spec) = &pod.pod.spec else { return vec!["the pod has no spec".into()] };
+    let mut problems = Vec::new();
+    let spec_json = serde_json::to_value(spec).unwrap_or_default();
+    const POD_FIELDS: &[&str] = &["restartPolicy", "automountServiceAccountToken", "enableServiceLinks", "terminationGracePeriodSeconds", "initContainers", "containers", "volumes"];
+    const CONTAINER_FIELDS: &[&str] = &["name", "image", "imagePullPolicy", "command", "args", "env", "restartPolicy", "securityContext", "startupProbe", "resources", "volumeMounts", "workingDir"];
+    const SECURITY_FIELDS: &[&str] = &["privileged", "allowPrivilegeEscalation", "capabilities", "seccompProfile", "appArmorProfile", "procMount", "runAsUser", "runAsGroup"];
+    unknown_fields(&spec_json, POD_FIELDS, "spec", &mut problems);
+    let init = spec.init_containers.iter().flatten();
+    if spec.containers.len() != 1 || spec.init_containers.as_ref().is_none_or(|i| i.len() != 1) {
+        problems.push("spec: the Docker runtime runs exactly one agent container and one dind sidecar".into());
+    }
+    for container in spec.containers.iter().chain(init) {
+        let path = format!("spec.containers[{}]", container.name);
+        let json = serde_json::to_value(container).unwrap_or_default();
+        unknown_fields(&json, CONTAINER_FIELDS, &path, &mut problems);
+        if let Some(security) = json.get("securityContext") {
+            unknown_fields(security, SECURITY_FIELDS, &format!("{path}.securityContext"), &mut problems);
+        }
+        if let Some(probe) = &container.startup_probe {
+            if probe.exec.is_none() {
+                problems.push(format!("{path}.startupProbe: only exec probes are supported"));
+            }
+        }
+        for var in container.env.iter().flatten() {
+            if var.value_from.as_ref().is_some_and(|f| f.secret_key_ref.is_none()) {
+                problems.push(format!("{path}.env[{}]: only values and secretKeyRef are supported", var.name));
+            }
+        }
+        for mount in container.volume_mounts.iter().flatten() {
+            let json = serde_json::to_value(mount).unwrap_or_default();
+            unknown_fields(&json, &["name", "mountPath", "readOnly"], &format!("{path}.volumeMounts[{}]", mount.name), &mut problems);
+        }
+    }
+    for volume in spec.volumes.iter().flatten() {
+        match (&volume.empty_dir, &volume.secret) {
+            (Some(dir), None) => {
+                if dir.size_limit.is_some() {
+                    problems.push(format!("volume {}: sizeLimit (DockerStorageSize) is not supported: Docker volumes have no size limit; leave DockerStorageSize blank", volume.name));
+                }
+                if dir.medium.as_deref().is_some_and(|m| !m.is_empty()) {
+                    problems.push(format!("volume {}: emptyDir medium is not supported", volume.name));
+                }
+            }
+            (None, Some(_)) => {}
+            _ => problems.push(format!("volume {}: only emptyDir and secret volumes are supported", volume.name)),
+        }
+    }
+    problems
+}
+
+fn unknown_fields(value: &Value, allowed: &[&str], path: &str, problems: &mut Vec<String>) {
+    for key in value.as_object().into_iter().flat_map(|o| o.keys()) {
+        if !allowed.contains(&key.as_str()) {
+            problems.push(format!("{path}.{key} is not supported by the docker runtime"));
+        }
+    }
+}
+
+pub fn translate(pod: &AgentPod) -> Result<DockerPod, Vec<String>> {
+    let problems = unsupported(pod);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let Pod { metadata, spec, .. } = &pod.pod;
+    let spec = spec.as_ref().expect("checked by unsupported");
+    let name = metadata.name.clone().unwrap_or_default();
+    let mut labels: HashMap<String, String> = metadata.labels.clone().unwrap_or_default().into_iter().collect();
+    // Docker has no annotations: they travel as labels, so a restart can rebuild them.
+    labels.extend(metadata.annotations.clone().unwrap_or_default());
+    labels.insert(label_keys::POD.into(), name.clone());
+    let dind_spec = &spec.init_containers.as_ref().expect("checked")[0];
+    let agent_spec = &spec.containers[0];
+    let dind_name = container_name(&name, &dind_spec.name);
+    let probe = dind_spec.startup_probe.as_ref();
+    Ok(DockerPod {
+        volumes: spec.volumes.iter().flatten().filter(|v| v.empty_dir.is_some()).map(|v| volume_name(&name, &v.name)).collect(),
+        dind: plan(&name, dind_spec, spec, &pod.secret, &labels, None),
+        agent: plan(&name, agent_spec, spec, &pod.secret, &labels, Some(&dind_name)),
+        probe: probe.and_then(|p| p.exec.as_ref()).and_then(|e| e.command.clone()).unwrap_or_default(),
+        probe_period_seconds: probe.and_then(|p| p.period_seconds).map_or(1, |s| u64::try_from(s).unwrap_or(1).max(1)),
+        probe_attempts: probe.and_then(|p| p.failure_threshold).map_or(60, |n| u32::try_from(n).unwrap_or(60).max(1)),
+        labels,
+        name,
+    })
+}
+
+fn plan(pod: &str, c: &Container, spec: &PodSpec, secret: &Secret, labels: &HashMap<String, String>, join: Option<&str>) -> ContainerPlan {
+    let volumes: BTreeMap<&str, &Volume> = spec.volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
+    let secret_data = secret.data.clone().unwrap_or_default();
+    let mut mounts = Vec::new();
+    let mut files = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(volume) = volumes.get(m.name.as_str()) else { continue };
+        if volume.empty_dir.is_some() {
+            mounts.push(Mount {
+                target: Some(m.mount_path.clone()),
+                source: Some(volume_name(pod, &volume.name)),
+                typ: Some(MountType::VOLUME),
+                read_only: m.read_only,
+                ..Mount::default()
+            });
+        } else if let Some(source) = &volume.secret {
+            let mode = source.default_mode.map_or(0o440, |m| u32::try_from(m).unwrap_or(0o440));
+            for item in source.items.iter().flatten() {
+                if let Some(bytes) = secret_data.get(&item.key) {
+                    files.push(File { path: format!("{}/{}", m.mount_path.trim_end_matches('/'), item.path), contents: bytes.0.clone(), mode });
+                }
+            }
+        }
+    }
+    let env = c.env.iter().flatten().filter_map(|v| {
+        let value = match (&v.value, &v.value_from) {
+            (Some(value), _) => value.clone(),
+            (None, Some(from)) => {
+                let key = &from.secret_key_ref.as_ref()?.key;
+                String::from_utf8_lossy(&secret_data.get(key)?.0).into_owned()
+            }
+            (None, None) => String::new(),
+        };
+        Some(format!("{}={value}", v.name))
+    });
+    let limits = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+    let requests = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
+    let cpu = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| q.and_then(|q| crate::settings::Cpu::parse(&q.0).ok());
+    let memory = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| q.and_then(|q| q.0.parse::<i64>().ok());
+    let mut container_labels = labels.clone();
+    container_labels.insert(label_keys::CONTAINER.into(), c.name.clone());
+    let security = c.security_context.clone().unwrap_or_default();
+    let user = match (security.run_as_user, security.run_as_group) {
+        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
+        (Some(u), None) => Some(u.to_string()),
+        _ => None,
+    };
+    ContainerPlan {
+        name: container_name(pod, &c.name),
+        files,
+        body: ContainerCreateBody {
+            image: c.image.clone(),
+            // Kubernetes' command/args are Docker's entrypoint/cmd; a command without
+            // args replaces the image's cmd too, as on Kubernetes.
+            entrypoint: c.command.clone(),
+            cmd: c.args.clone().or_else(|| c.command.as_ref().map(|_| Vec::new())),
+            env: Some(env.collect()),
+            labels: Some(container_labels),
+            hostname: join.is_none().then(|| pod.to_owned()),
+            working_dir: c.working_dir.clone(),
+            user,
+            host_config: Some(HostConfig {
+                mounts: Some(mounts),
+                network_mode: join.map(|dind| format!("container:{dind}")),
+                memory: memory(limits.get("memory")),
+                memory_reservation: memory(requests.get("memory")),
+                nano_cpus: cpu(limits.get("cpu")).map(crate::settings::Cpu::nano_cpus),
+                // 1024 shares per requested core, Docker's weight for one CPU.
+                cpu_shares: cpu(requests.get("cpu")).map(|c| c.nano_cpus() * 1024 / 1_000_000_000),
+                ..security_host_config(&security, c.name == DIND_CONTAINER)
+            }),
+            ..ContainerCreateBody::default()
+        },
+    }
+}
+
+fn security_host_config(security: &SecurityContext, is_dind: bool) -> HostConfig {
+    let mut options = Vec::new();
+    if security.seccomp_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+        options.push("seccomp=unconfined".to_owned());
+    }
+    if security.app_armor_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+        options.push("apparmor=unconfined".to_owned());
+    }
+    if security.proc_mount.as_deref() == Some("Unmasked") {
+        options.push("systempaths=unconfined".to_owned());
+    }
+    if security.allow_privilege_escalation == Some(false) {
+        options.push("no-new-privileges".to_owned());
+    }
+    HostConfig {
+        privileged: Some(security.privileged == Some(true) && is_dind),
+        cap_add: security.capabilities.as_ref().and_then(|c| c.add.clone()).filter(|_| is_dind),
+        cap_drop: security.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        security_opt: (!options.is_empty()).then_some(options),
+        ..HostConfig::default()
+    }
+}

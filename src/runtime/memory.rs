@@ -1,0 +1,154 @@
+//! An in-process runtime for tests: pods are map entries, with switches to make creation
+//! slow or fail the way a real daemon can.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{ContainerDetails, PodDetails, PodInfo, PodPhase, Runtime, RuntimeError, RuntimeProvider};
+use crate::clock::Clock;
+use crate::pod::{label_keys, AgentPod, Ownership};
+use crate::settings::ClusterSettings;
+
+#[derive(Debug, Clone)]
+pub struct StoredPod {
+    pub pod: AgentPod,
+    pub info: PodInfo,
+}
+
+#[derive(Default)]
+struct Faults {
+    create_delay: Duration,
+    fail_create: Option<String>,
+    unreachable: bool,
+}
+
+pub struct MemoryRuntime {
+    clock: Clock,
+    pods: Mutex<BTreeMap<String, StoredPod>>,
+    faults: Mutex<Faults>,
+    created_total: Mutex<usize>,
+}
+
+impl MemoryRuntime {
+    pub fn new(clock: Clock) -> Arc<Self> {
+        Arc::new(Self { clock, pods: Mutex::default(), faults: Mutex::default(), created_total: Mutex::default() })
+    }
+
+    pub fn pods(&self) -> Vec<StoredPod> {
+        self.pods.lock().unwrap().values().cloned().collect()
+    }
+
+    pub fn created_total(&self) -> usize {
+        *self.created_total.lock().unwrap()
+    }
+
+    pub fn set_phase(&self, name: &str, phase: PodPhase) {
+        if let Some(p) = self.pods.lock().unwrap().get_mut(name) {
+            p.info.phase = phase;
+        }
+    }
+
+    pub fn set_create_delay(&self, delay: Duration) {
+        self.faults.lock().unwrap().create_delay = delay;
+    }
+
+    pub fn fail_creates_with(&self, reason: Option<&str>) {
+        self.faults.lock().unwrap().fail_create = reason.map(str::to_owned);
+    }
+
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.faults.lock().unwrap().unreachable = unreachable;
+    }
+
+    fn check_reachable(&self) -> Result<(), RuntimeError> {
+        if self.faults.lock().unwrap().unreachable {
+            return Err(RuntimeError::Unreachable("memory runtime switched off by the test".into()));
+        }
+        Ok(())
+    }
+
+    fn owned(pod: &StoredPod, owner: &Ownership) -> bool {
+        let labels = pod.pod.pod.metadata.labels.clone().unwrap_or_default();
+        owner.selector().iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+#[async_trait]
+impl Runtime for MemoryRuntime {
+    async fn describe(&self) -> Result<String, RuntimeError> {
+        self.check_reachable()?;
+        Ok("in-memory test runtime".into())
+    }
+
+    async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError> {
+        self.check_reachable()?;
+        Ok(self.pods.lock().unwrap().values().filter(|p| Self::owned(p, owner)).map(|p| p.info.clone()).collect())
+    }
+
+    async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError> {
+        self.check_reachable()?;
+        let name = pod.pod.metadata.name.clone().unwrap_or_default();
+        let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+        let info = PodInfo {
+            name: name.clone(),
+            job_id: labels.get(label_keys::JOB_ID).and_then(|j| j.parse().ok()).unwrap_or_default(),
+            job: None,
+            created: self.clock.now(),
+            phase: PodPhase::Starting,
+        };
+        self.pods.lock().unwrap().insert(name.clone(), StoredPod { pod: pod.clone(), info });
+        *self.created_total.lock().unwrap() += 1;
+        let (delay, failure) = {
+            let faults = self.faults.lock().unwrap();
+            (faults.create_delay, faults.fail_create.clone())
+        };
+        tokio::time::sleep(delay).await;
+        if let Some(reason) = failure {
+            self.pods.lock().unwrap().remove(&name);
+            return Err(RuntimeError::DaemonNotReady { pod: name, seconds: 0, log_tail: reason });
+        }
+        self.set_phase(&name, PodPhase::Running);
+        Ok(())
+    }
+
+    async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {
+        self.check_reachable()?;
+        let mut pods = self.pods.lock().unwrap();
+        if pods.get(name).is_some_and(|p| Self::owned(p, owner)) {
+            pods.remove(name);
+        }
+        Ok(())
+    }
+
+    async fn pod_details(&self, owner: &Ownership, name: &str) -> Result<Option<PodDetails>, RuntimeError> {
+        self.check_reachable()?;
+        let pods = self.pods.lock().unwrap();
+        Ok(pods.get(name).filter(|p| Self::owned(p, owner)).map(|p| {
+            let spec = p.pod.pod.spec.clone().unwrap_or_default();
+            let containers = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+                .map(|c| ContainerDetails {
+                    name: c.name.clone(),
+                    image: c.image.clone().unwrap_or_default(),
+                    state: format!("{:?}", p.info.phase),
+                })
+                .collect();
+            PodDetails { containers, dind_log_tail: "API listen on 127.0.0.1:2376".into() }
+        }))
+    }
+}
+
+/// Every cluster profile gets the same in-memory runtime.
+pub struct MemoryProvider(pub Arc<MemoryRuntime>);
+
+impl RuntimeProvider for MemoryProvider {
+    fn runtime(&self, _cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError> {
+        Ok(self.0.clone())
+    }
+}

@@ -1,0 +1,187 @@
+//! The service's state and the effects of the GoCD rules: it gathers snapshots (runtime
+//! listings, GoCD's agents), asks the pure rules in `agents` what to do, and does it.
+
+mod lifecycle;
+mod registry;
+mod reports;
+
+pub use registry::{Failure, Lifecycle, PodRecord, Registry};
+pub use reports::{ClusterView, PodRow};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::pod::Ownership;
+use crate::processor::{HealthMessage, ProcessorClient, ServerInfo};
+use crate::protocol::{AgentMetadata, JobIdentifier, Properties};
+use crate::runtime::{Runtime, RuntimeProvider};
+use crate::settings::{ClusterId, ClusterSettings, RuntimeKind};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServiceOptions {
+    /// Accept `runtime = memory` in cluster profiles (tests only).
+    pub allow_memory_runtime: bool,
+}
+
+/// One cluster profile, resolved: its settings, where its pods live and whose they are.
+#[derive(Clone)]
+pub struct Cluster {
+    pub settings: ClusterSettings,
+    pub id: ClusterId,
+    pub runtime: Arc<dyn Runtime>,
+    pub owner: Ownership,
+}
+
+impl Cluster {
+    /// How operators recognise the profile: GoCD never tells us its id.
+    pub fn describe(&self) -> String {
+        let s = &self.settings;
+        match s.runtime {
+            RuntimeKind::Docker => format!("docker at {}", s.docker.host.as_deref().unwrap_or("the local engine")),
+            RuntimeKind::Kubernetes => format!("kubernetes namespace {}", s.kubernetes.namespace.as_deref().unwrap_or("(service account's)")),
+            RuntimeKind::Memory => "in-memory test runtime".to_owned(),
+        }
+    }
+}
+
+pub struct Service {
+    pub(crate) runtimes: Arc<dyn RuntimeProvider>,
+    pub(crate) processor: ProcessorClient,
+    pub(crate) clock: Clock,
+    pub(crate) options: ServiceOptions,
+    pub(crate) registry: Mutex<Registry>,
+    create_locks: Mutex<HashMap<ClusterId, Arc<tokio::sync::Mutex<()>>>>,
+    ping_lock: tokio::sync::Mutex<()>,
+    server_info: tokio::sync::Mutex<Option<ServerInfo>>,
+    health: Mutex<BTreeMap<ClusterId, HealthMessage>>,
+    clusters: Mutex<HashMap<ClusterId, Cluster>>,
+    last_agents: Mutex<Vec<AgentMetadata>>,
+    pub(crate) tasks: TaskTracker,
+    pub metrics: Metrics,
+}
+
+impl Service {
+    pub fn new(runtimes: Arc<dyn RuntimeProvider>, processor: ProcessorClient, clock: Clock, options: ServiceOptions) -> Arc<Self> {
+        Arc::new(Self {
+            runtimes,
+            processor,
+            clock,
+            options,
+            registry: Mutex::default(),
+            create_locks: Mutex::default(),
+            ping_lock: tokio::sync::Mutex::default(),
+            server_info: tokio::sync::Mutex::default(),
+            health: Mutex::default(),
+            clusters: Mutex::default(),
+            last_agents: Mutex::default(),
+            tasks: TaskTracker::new(),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Waits (bounded) for pods being created or torn down in the background.
+    pub async fn drain(&self, within: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(within, self.tasks.wait()).await.is_err() {
+            tracing::warn!(in_flight = self.tasks.len(), "shutting down with pod operations still running; server-ping cleans up after the restart");
+        }
+    }
+
+    /// GoCD's server id and URLs, asked once and then remembered.
+    pub async fn server_info(&self) -> Result<ServerInfo, crate::processor::ProcessorError> {
+        let mut cached = self.server_info.lock().await;
+        if let Some(info) = cached.as_ref() {
+            return Ok(info.clone());
+        }
+        let info = self.processor.server_info().await?;
+        *cached = Some(info.clone());
+        Ok(info)
+    }
+
+    /// Resolves a cluster profile. Needs the server id (ownership labels), so it fails
+    /// while the processor bridge is unreachable.
+    pub async fn cluster(&self, settings: ClusterSettings) -> Result<Cluster, String> {
+        let info = self.server_info().await.map_err(|e| format!("cannot learn GoCD's server id: {e}"))?;
+        let id = settings.id();
+        let runtime = self.runtimes.runtime(&settings).map_err(|e| e.to_string())?;
+        let cluster = Cluster { owner: Ownership::new(&info.server_id, id.clone()), id: id.clone(), runtime, settings };
+        self.clusters.lock().unwrap().insert(id, cluster.clone());
+        Ok(cluster)
+    }
+
+    pub fn parse_cluster(&self, props: &Properties) -> Result<ClusterSettings, String> {
+        ClusterSettings::parse(props, self.options.allow_memory_runtime).map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.key, e.message)).collect();
+            format!("the cluster profile is invalid: {}", list.join("; "))
+        })
+    }
+
+    pub(crate) fn known_cluster(&self, id: &ClusterId) -> Option<Cluster> {
+        self.clusters.lock().unwrap().get(id).cloned()
+    }
+
+    pub(crate) fn known_clusters(&self) -> Vec<Cluster> {
+        self.clusters.lock().unwrap().values().cloned().collect()
+    }
+
+    fn create_lock(&self, id: &ClusterId) -> Arc<tokio::sync::Mutex<()>> {
+        self.create_locks.lock().unwrap().entry(id.clone()).or_default().clone()
+    }
+
+    /// Agent ids GoCD knows; the last good answer when the bridge fails.
+    async fn registered_agents(&self) -> BTreeSet<String> {
+        match self.processor.list_agents().await {
+            Ok(agents) => {
+                let ids = agents.iter().map(|a| a.agent_id.clone()).collect();
+                *self.last_agents.lock().unwrap() = agents;
+                ids
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "list-agents failed; using the last answer");
+                self.last_agents.lock().unwrap().iter().map(|a| a.agent_id.clone()).collect()
+            }
+        }
+    }
+
+    /// Writes a line into the job's console without holding up the request.
+    pub(crate) fn console(&self, job: &JobIdentifier, text: String) {
+        let processor = self.processor.clone();
+        let job = job.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = processor.append_console(&job, &text).await {
+                tracing::warn!(error = %e, job = %job.path(), "could not write to the job console");
+            }
+        });
+    }
+
+    /// Sets or clears this cluster's server-health message, then sends the whole list
+    /// (GoCD replaces all of a plugin's messages with each call).
+    pub(crate) fn set_health(&self, cluster: &ClusterId, message: Option<HealthMessage>) {
+        let messages: Vec<HealthMessage> = {
+            let mut health = self.health.lock().unwrap();
+            let changed = match message {
+                Some(m) => health.insert(cluster.clone(), m.clone()).as_ref() != Some(&m),
+                None => health.remove(cluster).is_some(),
+            };
+            if !changed {
+                return;
+            }
+            health.values().cloned().collect()
+        };
+        let processor = self.processor.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = processor.set_health_messages(&messages).await {
+                tracing::warn!(error = %e, "could not update GoCD's server-health messages; retried at the next change");
+            }
+        });
+    }
+
+    pub(crate) fn has_health(&self, cluster: &ClusterId) -> bool {
+        self.health.lock().unwrap().contains_key(cluster)
+    }
+}

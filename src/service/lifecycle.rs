@@ -1,0 +1,315 @@
+//! create-agent, should-assign-work, job-completion and server-ping.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{info, instrument, warn};
+
+use super::{Cluster, Failure, Lifecycle, Service};
+use crate::agents::{self, Action, ClusterSnapshot, CreateDecision, Limits};
+use crate::error::{Error, Result};
+use crate::pod::{self, AgentPod, PodRequest};
+use crate::processor::HealthMessage;
+use crate::protocol::{CreateAgentRequest, JobCompletionRequest, ServerPingRequest, ShouldAssignWorkRequest};
+use crate::settings::ElasticSettings;
+use crate::tls;
+
+impl Service {
+    #[instrument(skip_all, fields(job_id = req.job_identifier.job_id))]
+    pub async fn create_agent(self: &Arc<Self>, req: CreateAgentRequest) -> Result<()> {
+        let job = &req.job_identifier;
+        let refuse = |message: String| {
+            self.console(job, format!("No agent pod: {message}"));
+            warn!(%message, "create-agent refused");
+            Err(Error::Unprocessable(message))
+        };
+        let settings = match self.parse_cluster(&req.cluster_profile_properties) {
+            Ok(s) => s,
+            Err(message) => return refuse(message),
+        };
+        let elastic = match ElasticSettings::parse(&req.elastic_agent_profile_properties) {
+            Ok(e) => e,
+            Err(errors) => {
+                let list: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.key, e.message)).collect();
+                return refuse(format!("the elastic agent profile is invalid: {}", list.join("; ")));
+            }
+        };
+        // Transient trouble (bridge or engine unreachable) answers 200: GoCD re-sends
+        // create-agent while the job waits, and that is the retry.
+        let cluster = match self.cluster(settings).await {
+            Ok(c) => c,
+            Err(message) => {
+                warn!(%message, "create-agent postponed");
+                self.console(job, format!("Waiting to create an agent pod: {message}. GoCD will ask again."));
+                return Ok(());
+            }
+        };
+        let server = self.server_info().await.map_err(|e| Error::Internal(e.to_string()))?;
+        let Some(go_server_url) = cluster.settings.go_server_url.clone().or(server.secure_site_url) else {
+            return refuse("go_server_url is blank and GoCD has no secure site URL: set go_server_url in the cluster profile".into());
+        };
+
+        let lock = self.create_lock(&cluster.id);
+        let _one_decision_at_a_time = lock.lock().await;
+        let listed = match cluster.runtime.list_pods(&cluster.owner).await {
+            Ok(pods) => pods,
+            Err(e) => {
+                warn!(error = %e, "create-agent postponed: cannot list pods");
+                self.console(job, format!("Waiting to create an agent pod: {e}. GoCD will ask again."));
+                return Ok(());
+            }
+        };
+        let pods = {
+            let mut registry = self.registry.lock().unwrap();
+            registry.refresh(&cluster.id, listed);
+            registry.cluster_pods(&cluster.id)
+        };
+        let registered = self.registered_agents().await;
+        let limits = Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
+        match agents::plan_create(&pods, &registered, job.job_id, limits) {
+            CreateDecision::AlreadyExists(name) => {
+                info!(pod = %name, "a pod for this job exists; nothing to do");
+                Ok(())
+            }
+            CreateDecision::PendingLimit { pending, max } => {
+                self.limit_reached(&cluster, job, format!("{pending} agent pods are waiting to register (max_pending_agents = {max})"));
+                Ok(())
+            }
+            CreateDecision::TotalLimit { total, max } => {
+                self.limit_reached(&cluster, job, format!("{total} agent pods exist (max_running_agents = {max})"));
+                Ok(())
+            }
+            CreateDecision::Create => {
+                let name = pod::new_name();
+                let tls = tls::mint(&name).map_err(|e| Error::Internal(format!("minting TLS material: {e}")))?;
+                let built = pod::build(&PodRequest {
+                    name: &name,
+                    ownership: &cluster.owner,
+                    go_server_url: &go_server_url,
+                    cluster: &cluster.settings,
+                    elastic: &elastic,
+                    job,
+                    environment: req.environment.as_deref(),
+                    auto_register_key: &req.auto_register_key,
+                    tls: &tls,
+                });
+                let built = match built {
+                    Ok(p) => p,
+                    Err(e) => return refuse(e.to_string()),
+                };
+                let unsupported = cluster.runtime.unsupported(&built);
+                if !unsupported.is_empty() {
+                    return refuse(format!("the {} runtime cannot run this pod: {}", cluster.describe(), unsupported.join("; ")));
+                }
+                self.registry.lock().unwrap().insert_creating(cluster.id.clone(), &name, job, self.clock.now());
+                let service = Arc::clone(self);
+                let job = job.clone();
+                self.tasks.spawn(async move { service.start_pod(cluster, built, job).await });
+                Ok(())
+            }
+        }
+    }
+
+    async fn start_pod(&self, cluster: Cluster, pod: AgentPod, job: crate::protocol::JobIdentifier) {
+        let name = pod.pod.metadata.name.clone().unwrap_or_default();
+        self.console(&job, format!("Creating agent pod {name} on {} for job {}.", cluster.describe(), job.path()));
+        let started = Instant::now();
+        match cluster.runtime.create_pod(&pod).await {
+            Ok(()) => {
+                let seconds = started.elapsed().as_secs_f64();
+                self.metrics.pods_created.inc();
+                self.metrics.pod_ready_seconds.observe(seconds);
+                let mut registry = self.registry.lock().unwrap();
+                if registry.get(&name).is_some_and(|r| r.lifecycle == Lifecycle::Creating) {
+                    registry.set_lifecycle(&name, Lifecycle::Live);
+                }
+                drop(registry);
+                info!(pod = %name, seconds, "pod started");
+                self.console(&job, format!("Agent pod {name} is up after {seconds:.1} s: its Docker daemon answered over TLS. Waiting for the agent to register."));
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.metrics.pod_create_failures.get_or_create(&crate::metrics::Reason { reason: failure_kind(&e).into() }).inc();
+                let mut registry = self.registry.lock().unwrap();
+                registry.remove(&name);
+                registry.record_failure(Failure { job_id: job.job_id, pod: name.clone(), at: self.clock.now(), reason: reason.clone() });
+                drop(registry);
+                warn!(pod = %name, error = %reason, "pod failed to start and was removed");
+                self.console(&job, format!("Agent pod {name} failed to start and was removed: {reason}"));
+            }
+        }
+    }
+
+    fn limit_reached(&self, cluster: &Cluster, job: &crate::protocol::JobIdentifier, why: String) {
+        let text = format!("gocd-dind ({}): {why}; job {} waits for a free slot.", cluster.describe(), job.path());
+        info!(cluster = %cluster.id, "{why}");
+        self.console(job, format!("Not creating an agent pod yet: {why}. GoCD will ask again."));
+        self.set_health(&cluster.id, Some(HealthMessage { kind: "warning", message: text }));
+    }
+
+    /// Memory only: this is on every elastic agent's work-request path.
+    pub fn should_assign_work(self: &Arc<Self>, req: &ShouldAssignWorkRequest) -> bool {
+        let registry = self.registry.lock().unwrap();
+        if let Some(record) = registry.get(&req.agent.agent_id) {
+            return agents::should_assign(Some(record.info.job_id), record.lifecycle == Lifecycle::Terminating, req.job_identifier.job_id);
+        }
+        drop(registry);
+        // Unknown agent: after a restart the registry is empty until the next listing.
+        // Answer now and refresh in the background; the agent asks again shortly.
+        if let Ok(settings) = self.parse_cluster(&req.cluster_profile_properties) {
+            let service = Arc::clone(self);
+            self.tasks.spawn(async move {
+                if let Ok(cluster) = service.cluster(settings).await {
+                    if let Ok(pods) = cluster.runtime.list_pods(&cluster.owner).await {
+                        service.registry.lock().unwrap().refresh(&cluster.id, pods);
+                    }
+                }
+            });
+        }
+        false
+    }
+
+    /// Disable the agent, remove the pod and all it owns, delete the agent. A step that
+    /// fails is left for server-ping, which finds a disabled agent or an orphaned pod.
+    #[instrument(skip_all, fields(agent = %req.elastic_agent_id, job_id = req.job_identifier.job_id))]
+    pub async fn job_completion(&self, req: JobCompletionRequest) -> Result<()> {
+        let name = req.elastic_agent_id.clone();
+        let recorded = {
+            let mut registry = self.registry.lock().unwrap();
+            registry.set_lifecycle(&name, Lifecycle::Terminating);
+            registry.get(&name).map(|r| r.cluster.clone())
+        };
+        let mut candidates: Vec<Cluster> = recorded.and_then(|id| self.known_cluster(&id)).into_iter().collect();
+        if candidates.is_empty() && !req.cluster_profile_properties.0.is_empty() {
+            match self.parse_cluster(&req.cluster_profile_properties) {
+                Ok(settings) => match self.cluster(settings).await {
+                    Ok(c) => candidates.push(c),
+                    Err(e) => warn!(error = %e, "job-completion: cannot resolve the cluster profile"),
+                },
+                Err(e) => warn!(error = %e, "job-completion"),
+            }
+        }
+        if candidates.is_empty() {
+            candidates = self.known_clusters();
+        }
+        if let Err(e) = self.processor.disable_agents(std::slice::from_ref(&name)).await {
+            warn!(error = %e, "could not disable the agent; server-ping retries");
+        }
+        let mut removed = false;
+        for cluster in &candidates {
+            match cluster.runtime.delete_pod(&cluster.owner, &name).await {
+                Ok(()) => removed = true,
+                Err(e) => warn!(error = %e, cluster = %cluster.id, "could not remove the pod; server-ping retries"),
+            }
+        }
+        if removed {
+            self.registry.lock().unwrap().remove(&name);
+            self.metrics.removed("job-completed");
+            if let Err(e) = self.processor.delete_agents(std::slice::from_ref(&name)).await {
+                warn!(error = %e, "could not delete the agent; server-ping retries");
+            }
+            info!("pod removed after job completion");
+        }
+        Ok(())
+    }
+
+    /// Reconciles every cluster profile GoCD lists: see `agents::plan_ping` for the rules.
+    #[instrument(skip_all, fields(clusters = req.all_cluster_profile_properties.len()))]
+    pub async fn server_ping(&self, req: ServerPingRequest) -> Result<()> {
+        let _one_ping_at_a_time = self.ping_lock.lock().await;
+        let mut snapshots = Vec::new();
+        let mut clusters = Vec::new();
+        let mut complete = true;
+        for props in &req.all_cluster_profile_properties {
+            let resolved = match self.parse_cluster(props) {
+                Ok(settings) => self.cluster(settings).await,
+                Err(e) => Err(e),
+            };
+            let cluster = match resolved {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "server-ping skips a cluster profile");
+                    complete = false;
+                    continue;
+                }
+            };
+            match cluster.runtime.list_pods(&cluster.owner).await {
+                Ok(pods) => {
+                    self.registry.lock().unwrap().refresh(&cluster.id, pods);
+                    let pods = self.registry.lock().unwrap().cluster_pods(&cluster.id);
+                    snapshots.push(ClusterSnapshot { cluster: cluster.id.clone(), pods, auto_register_timeout: cluster.settings.auto_register_timeout });
+                    clusters.push(cluster);
+                }
+                Err(e) => {
+                    warn!(error = %e, cluster = %cluster.describe(), "server-ping cannot list pods; nothing is removed for this profile");
+                    complete = false;
+                }
+            }
+        }
+        let agents = match self.processor.list_agents().await {
+            Ok(agents) => agents,
+            Err(e) => {
+                warn!(error = %e, "server-ping: list-agents failed; retrying at the next ping");
+                return Ok(());
+            }
+        };
+        *self.last_agents.lock().unwrap() = agents.clone();
+        let actions = agents::plan_ping(&snapshots, &agents, self.clock.now(), complete);
+        self.execute(&clusters, actions).await;
+        self.clear_resolved_limits(&clusters, &agents);
+        Ok(())
+    }
+
+    async fn execute(&self, clusters: &[Cluster], actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::DisableAgents(ids) => {
+                    info!(?ids, "disabling agents");
+                    if let Err(e) = self.processor.disable_agents(&ids).await {
+                        warn!(error = %e, "disable-agents failed; retrying at the next ping");
+                    }
+                }
+                Action::DeletePod { cluster, name, reason } => {
+                    let Some(cluster) = clusters.iter().find(|c| c.id == cluster) else { continue };
+                    self.registry.lock().unwrap().set_lifecycle(&name, Lifecycle::Terminating);
+                    match cluster.runtime.delete_pod(&cluster.owner, &name).await {
+                        Ok(()) => {
+                            info!(pod = %name, reason = reason.as_str(), "pod removed by server-ping");
+                            self.registry.lock().unwrap().remove(&name);
+                            self.metrics.removed(reason.as_str());
+                        }
+                        Err(e) => warn!(pod = %name, error = %e, "could not remove the pod; retrying at the next ping"),
+                    }
+                }
+                Action::DeleteAgents(ids) => {
+                    info!(?ids, "deleting agents");
+                    if let Err(e) = self.processor.delete_agents(&ids).await {
+                        warn!(error = %e, "delete-agents failed; retrying at the next ping");
+                    }
+                }
+            }
+        }
+    }
+
+    fn clear_resolved_limits(&self, clusters: &[Cluster], agents: &[crate::protocol::AgentMetadata]) {
+        let registered = agents.iter().map(|a| a.agent_id.clone()).collect();
+        for cluster in clusters.iter().filter(|c| self.has_health(&c.id)) {
+            let pods = self.registry.lock().unwrap().cluster_pods(&cluster.id);
+            let limits = Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
+            // A job id no pod has: would a new pod be allowed now?
+            if agents::plan_create(&pods, &registered, i64::MIN, limits) == CreateDecision::Create {
+                self.set_health(&cluster.id, None);
+            }
+        }
+    }
+}
+
+fn failure_kind(error: &crate::runtime::RuntimeError) -> &'static str {
+    use crate::runtime::RuntimeError;
+    match error {
+        RuntimeError::Unreachable(_) => "unreachable",
+        RuntimeError::Rejected(_) => "rejected",
+        RuntimeError::DaemonNotReady { .. } => "dockerd-not-ready",
+        RuntimeError::Other(_) => "other",
+    }
+}
