@@ -1,1 +1,9 @@
+//! One integration-test binary (links once). Docker end-to-end tests need the engine
+//! that `.ci/run` starts and fail loudly without it.
 
+mod support;
+
+mod binary;
+mod docker_e2e;
+mod http_contract;
+mod lifecycle;

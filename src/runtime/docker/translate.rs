@@ -225,9 +225,9 @@ fn security_host_config(security: &SecurityContext, is_dind: bool) -> HostConfig
     if security.app_armor_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
         options.push("apparmor=unconfined".to_owned());
     }
-    if security.proc_mount.as_deref() == Some("Unmasked") {
-        options.push("systempaths=unconfined".to_owned());
-    }
+    // `docker run --security-opt systempaths=unconfined` is a CLI spelling: the engine
+    // takes it as empty masked and read-only path lists.
+    let unmasked = security.proc_mount.as_deref() == Some("Unmasked");
     if security.allow_privilege_escalation == Some(false) {
         options.push("no-new-privileges".to_owned());
     }
@@ -236,6 +236,8 @@ fn security_host_config(security: &SecurityContext, is_dind: bool) -> HostConfig
         cap_add: security.capabilities.as_ref().and_then(|c| c.add.clone()).filter(|_| is_dind),
         cap_drop: security.capabilities.as_ref().and_then(|c| c.drop.clone()),
         security_opt: (!options.is_empty()).then_some(options),
+        masked_paths: unmasked.then(Vec::new),
+        readonly_paths: unmasked.then(Vec::new),
         ..HostConfig::default()
     }
 }

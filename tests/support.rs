@@ -1,0 +1,59 @@
+//! Shared test helpers: fixtures, an in-memory service behind the real router.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gocd_dind::clock::Clock;
+use gocd_dind::demo::Harness;
+use gocd_dind::runtime::memory::{MemoryProvider, MemoryRuntime};
+use gocd_dind::service::ServiceOptions;
+use serde_json::Value;
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/requests")
+}
+
+/// Every fixture as (request name, file name, body); an empty file is a request without
+/// a body.
+pub fn fixtures() -> Vec<(String, String, String)> {
+    let mut all: Vec<_> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures directory")
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".json"))
+        .map(|file| {
+            let request = file.trim_end_matches(".json").split('+').next().unwrap().to_owned();
+            let body = std::fs::read_to_string(fixtures_dir().join(&file)).unwrap();
+            (request, file, body)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+pub fn fixture(file: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures_dir().join(file)).unwrap()).unwrap()
+}
+
+/// A cluster profile on the in-memory runtime, with `overrides` applied.
+pub fn memory_cluster(overrides: &[(&str, &str)]) -> Value {
+    let mut cluster = serde_json::json!({"runtime": "memory", "go_server_url": "https://gocd.example.com/go", "agent_image": "gocd/gocd-agent-wolfi:v25.4.0"});
+    for (k, v) in overrides {
+        cluster[*k] = Value::String((*v).to_owned());
+    }
+    cluster
+}
+
+pub struct MemoryHarness {
+    pub harness: Harness,
+    pub runtime: Arc<MemoryRuntime>,
+    pub clock: Clock,
+}
+
+pub async fn memory_harness() -> MemoryHarness {
+    let clock = Clock::default();
+    let runtime = MemoryRuntime::new(clock.clone());
+    let harness = Harness::start(Arc::new(MemoryProvider(runtime.clone())), clock.clone(), ServiceOptions { allow_memory_runtime: true })
+        .await
+        .expect("harness starts");
+    MemoryHarness { harness, runtime, clock }
+}
