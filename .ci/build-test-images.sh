@@ -36,9 +36,10 @@ if [ -s "$TAR" ]; then report "$TAR" cached "$t"; else
   report "$TAR" built "$t"
 fi
 
-build() { # image, context dir: rebuild when the context's hash differs from the image label
+build() { # image, context dir: rebuild when base id + context hash differ from the image label
   local img=$1 dir=$2 sum have
-  sum=$(cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
+  sum=$({ docker image inspect -f '{{.Id}}' "$BASE"; cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum; } |
+    sha256sum | cut -c1-64)
   have=$(docker image inspect -f '{{index .Config.Labels "gocd-dind-test.context"}}' "$img" 2>/dev/null || true)
   t=$(now)
   if [ "$have" = "$sum" ]; then report "$img" cached "$t"; return; fi
