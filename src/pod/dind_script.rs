@@ -6,21 +6,19 @@ use crate::settings::DindSecurity;
 
 /// Without `--privileged`, Docker mounts the cgroup hierarchies read-only, and dockerd
 /// cannot create its containers' cgroups. With the capabilities granted in
-/// `capabilities` mode the container may mount them again read-write.
+/// `capabilities` mode the container may remount them read-write. `remount,bind` keeps
+/// the pod's own subtree: mounting a hierarchy afresh would expose the host's whole tree
+/// and put inner containers outside the pod's limits. On cgroup v2, move this shell out
+/// of the root group and enable the controllers for children, as docker:dind does.
 const REMOUNT_CGROUPS: &str = r#"
-if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
   mount -o remount,rw /sys/fs/cgroup
+  mkdir -p /sys/fs/cgroup/init
+  xargs -rn1 </sys/fs/cgroup/cgroup.procs >/sys/fs/cgroup/init/cgroup.procs || :
+  sed -e 's/ / +/g' -e 's/^/+/' </sys/fs/cgroup/cgroup.controllers >/sys/fs/cgroup/cgroup.subtree_control || :
 else
-  mount -o remount,rw /sys/fs/cgroup 2>/dev/null || true
-  for dir in /sys/fs/cgroup/*; do
-    [ -L "$dir" ] && continue
-    mountpoint -q "$dir" || continue
-    name=${dir##*/}
-    case "$name" in
-      unified) umount "$dir" && mount -t cgroup2 cgroup2 "$dir" ;;
-      systemd) umount "$dir" && mount -t cgroup -o none,name=systemd cgroup "$dir" ;;
-      *) umount "$dir" && mount -t cgroup -o "$name" cgroup "$dir" ;;
-    esac
+  for d in $(awk '$2 ~ "^/sys/fs/cgroup/" && ($3 == "cgroup" || $3 == "cgroup2") { print $2 }' /proc/mounts); do
+    mount -o remount,rw,bind "$d"
   done
 fi
 "#;

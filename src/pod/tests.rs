@@ -110,7 +110,7 @@ fn capabilities_mode_is_explicit_and_not_privileged() {
     assert_eq!(security.privileged, Some(false));
     let caps = security.capabilities.as_ref().unwrap().add.as_ref().unwrap();
     assert!(caps.contains(&"SYS_ADMIN".to_owned()) && !caps.contains(&"SYS_RESOURCE".to_owned()));
-    assert!(dind.command.as_ref().unwrap()[2].contains("mount -t cgroup"));
+    assert!(dind.command.as_ref().unwrap()[2].contains("remount,rw,bind"));
     assert_eq!(dind.args.as_ref().unwrap(), &["gocd-dind", "--registry-mirror=https://m.example.com"]);
 }
 
