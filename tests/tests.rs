@@ -6,4 +6,4 @@ mod support;
 mod binary;
 mod docker_e2e;
 mod http_contract;
-mod lifecycle;
+pub mod lifecycle;
