@@ -35,6 +35,7 @@ final class ProcessorBridge implements AutoCloseable {
     static final String DEFAULT_VERSION = "1.0";
     /** Far above any processor body (console lines, agent lists); stops a runaway caller. */
     static final int MAX_BODY_BYTES = 8 * 1024 * 1024;
+    static final String NODELAY_PROPERTY = "sun.net.httpserver.nodelay";
 
     private final HttpServer server;
     private final ExecutorService executor;
@@ -62,6 +63,13 @@ final class ProcessorBridge implements AutoCloseable {
     /** Binds {@code listen} and starts serving; throws (BindException) if the port is taken. */
     static ProcessorBridge start(InetSocketAddress listen, String token, GoApplicationAccessor accessor,
                                  GoPluginIdentifier identifier) throws IOException {
+        // The JDK server writes a response's headers and body as two TCP segments; with Nagle's
+        // algorithm the body then waits for the caller's delayed ACK, about 40 ms per call on
+        // Linux. The switch is JVM-wide and read when the first HttpServer is created, so set it
+        // before ours unless the operator chose otherwise.
+        if (System.getProperty(NODELAY_PROPERTY) == null) {
+            System.setProperty(NODELAY_PROPERTY, "true");
+        }
         ProcessorBridge bridge = new ProcessorBridge(HttpServer.create(listen, 0), token, accessor, identifier);
         bridge.server.start();
         return bridge;

@@ -174,6 +174,12 @@ class ProcessorBridgeTest {
     }
 
     @Test
+    void turnsOffNagleForTheJdkServer() {
+        // Otherwise every answer waits ~40 ms for the caller's delayed ACK (see ProcessorBridge.start).
+        assertEquals("true", System.getProperty(ProcessorBridge.NODELAY_PROPERTY));
+    }
+
+    @Test
     void anOversizedBodyIs413() throws Exception {
         String body = "x".repeat(ProcessorBridge.MAX_BODY_BYTES + 1);
 
