@@ -72,7 +72,9 @@ class ForwardingTest {
     void theFixturesCoverEveryRequestGoCdSends() {
         Set<String> names = new TreeSet<>();
         fixtures().forEach(fixture -> names.add(fixture.requestName()));
-        assertEquals(new TreeSet<>(GOCD_REQUESTS), names);
+        Set<String> missing = new TreeSet<>(GOCD_REQUESTS);
+        missing.removeAll(names);
+        assertTrue(missing.isEmpty(), "no fixture for " + missing);
     }
 
     @ParameterizedTest(name = "{0}")
