@@ -21,8 +21,14 @@ pub enum CreateDecision {
     /// A pod for this job exists (or is being created): GoCD re-sends create-agent
     /// while a job waits, from several threads.
     AlreadyExists(String),
-    PendingLimit { pending: usize, max: usize },
-    TotalLimit { total: usize, max: usize },
+    PendingLimit {
+        pending: usize,
+        max: usize,
+    },
+    TotalLimit {
+        total: usize,
+        max: usize,
+    },
 }
 
 /// `pods` are this cluster profile's pods, including those still being created;
@@ -59,7 +65,11 @@ pub struct ClusterSnapshot {
 pub enum Action {
     /// Stop GoCD assigning work to these agents; deleted on a later ping.
     DisableAgents(Vec<String>),
-    DeletePod { cluster: ClusterId, name: String, reason: RemovalReason },
+    DeletePod {
+        cluster: ClusterId,
+        name: String,
+        reason: RemovalReason,
+    },
     DeleteAgents(Vec<String>),
 }
 
@@ -91,7 +101,12 @@ impl RemovalReason {
 /// - An agent with no pod in any cluster profile is removed, but only when every
 ///   listing succeeded (`complete`): an unreachable engine must not look like gone pods.
 /// - An agent that is `Building` is never touched, and neither is its pod.
-pub fn plan_ping(clusters: &[ClusterSnapshot], agents: &[AgentMetadata], now: SystemTime, complete: bool) -> Vec<Action> {
+pub fn plan_ping(
+    clusters: &[ClusterSnapshot],
+    agents: &[AgentMetadata],
+    now: SystemTime,
+    complete: bool,
+) -> Vec<Action> {
     let agents_by_id: HashMap<&str, &AgentMetadata> = agents.iter().map(|a| (a.agent_id.as_str(), a)).collect();
     let mut disable = BTreeSet::new();
     let mut delete_agents = BTreeSet::new();
@@ -101,20 +116,29 @@ pub fn plan_ping(clusters: &[ClusterSnapshot], agents: &[AgentMetadata], now: Sy
         for pod in &cluster.pods {
             let expired = now.duration_since(pod.created).unwrap_or_default() >= cluster.auto_register_timeout;
             let stopped = matches!(pod.phase, PodPhase::Stopped(_));
-            let mut remove = |reason| delete_pods.push(Action::DeletePod { cluster: cluster.cluster.clone(), name: pod.name.clone(), reason });
-            match agents_by_id.get(pod.name.as_str()) {
-                None if stopped => remove(RemovalReason::Stopped),
-                None if expired => remove(RemovalReason::NeverRegistered),
-                None => {}
-                Some(agent) if agent.is_building() => {}
-                Some(agent) if agent.is_disabled() && agent.is_idle_or_gone() => {
-                    remove(RemovalReason::Unused);
-                    delete_agents.insert(agent.agent_id.clone());
+            let mut remove = |reason| {
+                delete_pods.push(Action::DeletePod {
+                    cluster: cluster.cluster.clone(),
+                    name: pod.name.clone(),
+                    reason,
+                });
+            };
+            let Some(agent) = agents_by_id.get(pod.name.as_str()) else {
+                if stopped {
+                    remove(RemovalReason::Stopped);
+                } else if expired {
+                    remove(RemovalReason::NeverRegistered);
                 }
-                Some(agent) if agent.is_enabled() && agent.is_idle_or_gone() && (expired || stopped) => {
-                    disable.insert(agent.agent_id.clone());
-                }
-                Some(_) => {}
+                continue;
+            };
+            if agent.is_building() || !agent.is_idle_or_gone() {
+                continue;
+            }
+            if agent.is_disabled() {
+                remove(RemovalReason::Unused);
+                delete_agents.insert(agent.agent_id.clone());
+            } else if agent.is_enabled() && (expired || stopped) {
+                disable.insert(agent.agent_id.clone());
             }
         }
     }

@@ -83,7 +83,8 @@ impl ServeArgs {
     pub fn token(&self) -> Result<String, ConfigError> {
         let (token, source) = match &self.token_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TokenFile { path: path.clone(), reason: e.to_string() })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::TokenFile { path: path.clone(), reason: e.to_string() })?;
                 (text, path.display().to_string())
             }
             None => (std::env::var("GOCD_DIND_TOKEN").map_err(|_| ConfigError::NoToken)?, "GOCD_DIND_TOKEN".to_owned()),

@@ -35,7 +35,11 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub async fn start(runtimes: Arc<dyn RuntimeProvider>, clock: Clock, options: ServiceOptions) -> anyhow::Result<Self> {
+    pub async fn start(
+        runtimes: Arc<dyn RuntimeProvider>,
+        clock: Clock,
+        options: ServiceOptions,
+    ) -> anyhow::Result<Self> {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let gocd = FakeGocd::start(&token).await?;
         let service = Service::new(runtimes, ProcessorClient::new(&gocd.url, &token), clock, options);
@@ -83,8 +87,17 @@ pub fn create_agent_body(cluster: &Value, job_id: i64) -> Value {
 
 /// Containers and volumes carrying our ownership label on the engine.
 pub async fn leftovers(docker: &Docker) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let filters = std::collections::HashMap::from([("label".to_owned(), vec![format!("{}={MANAGED_BY}", label_keys::MANAGED_BY)])]);
-    let containers = docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() })).await?;
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}={MANAGED_BY}", label_keys::MANAGED_BY)],
+    )]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await?;
     let volumes = docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters) })).await?;
     Ok((
         containers.into_iter().flat_map(|c| c.names.unwrap_or_default()).collect(),
@@ -94,7 +107,12 @@ pub async fn leftovers(docker: &Docker) -> anyhow::Result<(Vec<String>, Vec<Stri
 
 /// Runs `sh -c script` in a container as its default user; returns exit code and output.
 pub async fn exec(docker: &Docker, container: &str, script: &str) -> anyhow::Result<(i64, String)> {
-    let options = CreateExecOptions { cmd: Some(vec!["sh", "-c", script]), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() };
+    let options = CreateExecOptions {
+        cmd: Some(vec!["sh", "-c", script]),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
     let created = docker.create_exec(container, options).await?;
     let mut text = String::new();
     if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
@@ -122,8 +140,12 @@ where
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let docker = Docker::connect_with_defaults()?.negotiate_version().await.context("no Docker Engine: start dockerd (see README)")?;
-    let runtimes = crate::runtime::Runtimes { engines: crate::runtime::docker::EngineProvider::default(), memory: None };
+    let docker = Docker::connect_with_defaults()?
+        .negotiate_version()
+        .await
+        .context("no Docker Engine: start dockerd (see README)")?;
+    let runtimes =
+        crate::runtime::Runtimes { engines: crate::runtime::docker::EngineProvider::default(), memory: None };
     let harness = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await?;
     let cluster = json!({
         "runtime": "docker",
@@ -146,7 +168,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let service = service.clone();
         async move {
             let registry = service.registry.lock().unwrap();
-            registry.last_failure(job_id).is_some() || registry.find_by_job(job_id).is_some_and(|r| r.lifecycle == crate::service::Lifecycle::Live)
+            registry.last_failure(job_id).is_some()
+                || registry.find_by_job(job_id).is_some_and(|r| r.lifecycle == crate::service::Lifecycle::Live)
         }
     })
     .await
@@ -155,7 +178,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bail!("the pod failed to start: {}", failure.reason);
     }
     phases.push(("create-agent -> dockerd answers over TLS, agent started", pod));
-    let name = harness.service.registry.lock().unwrap().find_by_job(job_id).map(|r| r.info.name.clone()).context("pod vanished")?;
+    let name = harness
+        .service
+        .registry
+        .lock()
+        .unwrap()
+        .find_by_job(job_id)
+        .map(|r| r.info.name.clone())
+        .context("pod vanished")?;
     println!("  pod {name} is up after {:.2} s", pod.as_secs_f64());
 
     // GoCD: the agent registers and asks for work.
@@ -167,25 +197,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let agent = container_name(&name, AGENT_CONTAINER);
     let job_started = Instant::now();
-    let tar = tokio::fs::read(&args.job_image_tar).await.with_context(|| format!("reading {} (run .ci/build-test-images.sh)", args.job_image_tar.display()))?;
-    let mut archive = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(tar.len() as u64);
-    header.set_mode(0o644);
-    header.set_uid(1000);
-    archive.append_data(&mut header, "godata/job-image.tar", tar.as_slice())?;
-    docker.upload_to_container(&agent, Some(UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(archive.into_inner()?.into())).await?;
-    let script = format!(
-        "set -e; docker version --format 'inner daemon {{{{.Server.Version}}}} over TLS'; docker load -q -i /godata/job-image.tar; rm /godata/job-image.tar; \
-         mkdir -p /godata/pipelines/demo && cd /godata/pipelines/demo && echo 'built by job {job_id}' > artifact.txt; \
-         docker run --rm -v \"$PWD\":/src {} cat /src/artifact.txt",
-        args.job_image
-    );
-    let (code, output) = exec(&docker, &agent, &script).await?;
-    print!("{}", output.lines().map(|l| format!("  | {l}\n")).collect::<String>());
-    if code != 0 || !output.contains(&format!("built by job {job_id}")) {
-        bail!("the job failed (exit {code})");
-    }
+    play_job(&docker, &agent, &args, job_id).await?;
     phases.push(("job: docker load + docker run -v $PWD from /godata", job_started.elapsed()));
 
     let completed = Instant::now();
@@ -203,5 +215,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  {phase:<60} {:>9.2}", took.as_secs_f64());
     }
     println!("\ndemo passed: nothing labelled {}={MANAGED_BY} is left on the engine", label_keys::MANAGED_BY);
+    Ok(())
+}
+
+/// The job: what a GoCD task would do with Docker, run in the agent container.
+async fn play_job(docker: &Docker, agent: &str, args: &DemoArgs, job_id: i64) -> anyhow::Result<()> {
+    let tar = tokio::fs::read(&args.job_image_tar)
+        .await
+        .with_context(|| format!("reading {} (run .ci/build-test-images.sh)", args.job_image_tar.display()))?;
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(tar.len() as u64);
+    header.set_mode(0o644);
+    header.set_uid(1000);
+    archive.append_data(&mut header, "godata/job-image.tar", tar.as_slice())?;
+    docker
+        .upload_to_container(
+            agent,
+            Some(UploadToContainerOptions { path: "/".into(), ..Default::default() }),
+            bollard::body_full(archive.into_inner()?.into()),
+        )
+        .await?;
+    let script = format!(
+        "set -e; docker version --format 'inner daemon {{{{.Server.Version}}}} over TLS'; docker load -q -i /godata/job-image.tar; rm /godata/job-image.tar; \
+         mkdir -p /godata/pipelines/demo && cd /godata/pipelines/demo && echo 'built by job {job_id}' > artifact.txt; \
+         docker run --rm -v \"$PWD\":/src {} cat /src/artifact.txt",
+        args.job_image
+    );
+    let (code, output) = exec(docker, agent, &script).await?;
+    for line in output.lines() {
+        println!("  | {line}");
+    }
+    if code != 0 || !output.contains(&format!("built by job {job_id}")) {
+        bail!("the job failed (exit {code})");
+    }
     Ok(())
 }

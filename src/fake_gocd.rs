@@ -76,7 +76,12 @@ impl FakeGocd {
         let build_state = if agent_state == "Building" { "Building" } else { "Idle" };
         self.shared.gocd.lock().unwrap().agents.insert(
             agent_id.to_owned(),
-            AgentMetadata { agent_id: agent_id.into(), agent_state: agent_state.into(), build_state: build_state.into(), config_state: config_state.into() },
+            AgentMetadata {
+                agent_id: agent_id.into(),
+                agent_state: agent_state.into(),
+                build_state: build_state.into(),
+                config_state: config_state.into(),
+            },
         );
     }
 
@@ -96,8 +101,14 @@ impl Drop for FakeGocd {
     }
 }
 
-async fn processor(State(shared): State<Shared>, Path(api): Path<String>, headers: HeaderMap, body: String) -> (StatusCode, String) {
-    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {}", shared.token));
+async fn processor(
+    State(shared): State<Shared>,
+    Path(api): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, String) {
+    let authorized =
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {}", shared.token));
     if !authorized {
         return (StatusCode::UNAUTHORIZED, r#"{"message":"bad token"}"#.into());
     }
@@ -108,14 +119,22 @@ async fn processor(State(shared): State<Shared>, Path(api): Path<String>, header
         return (StatusCode::INTERNAL_SERVER_ERROR, r#"{"message":"GoCD is unavailable"}"#.into());
     }
     let ids = || -> Vec<String> {
-        serde_json::from_str::<Vec<Value>>(&body).unwrap_or_default().iter().filter_map(|a| a["agent_id"].as_str().map(str::to_owned)).collect()
+        serde_json::from_str::<Vec<Value>>(&body)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a["agent_id"].as_str().map(str::to_owned))
+            .collect()
     };
     match api.as_str() {
         "go.processor.server-info.get" => (
             StatusCode::OK,
-            format!(r#"{{"server_id":"{SERVER_ID}","site_url":"http://127.0.0.1:8153/go","secure_site_url":"https://127.0.0.1:8154/go"}}"#),
+            format!(
+                r#"{{"server_id":"{SERVER_ID}","site_url":"http://127.0.0.1:8153/go","secure_site_url":"https://127.0.0.1:8154/go"}}"#
+            ),
         ),
-        "go.processor.elastic-agents.list-agents" => (StatusCode::OK, serde_json::to_string(&gocd.agents.values().collect::<Vec<_>>()).unwrap()),
+        "go.processor.elastic-agents.list-agents" => {
+            (StatusCode::OK, serde_json::to_string(&gocd.agents.values().collect::<Vec<_>>()).unwrap())
+        }
         "go.processor.elastic-agents.disable-agents" => {
             for id in ids() {
                 if let Some(agent) = gocd.agents.get_mut(&id) {
@@ -130,7 +149,9 @@ async fn processor(State(shared): State<Shared>, Path(api): Path<String>, header
             }
             (StatusCode::OK, String::new())
         }
-        "go.processor.server-health.add-messages" | "go.processor.console-log.append" => (StatusCode::OK, String::new()),
+        "go.processor.server-health.add-messages" | "go.processor.console-log.append" => {
+            (StatusCode::OK, String::new())
+        }
         _ => (StatusCode::NOT_FOUND, format!(r#"{{"message":"unknown api {api}"}}"#)),
     }
 }

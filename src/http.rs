@@ -50,7 +50,12 @@ pub fn router(service: Arc<Service>, token: &str) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"message": "no such route: GoCD requests go to POST /gocd/elastic-agent/{request-name}"}))) })
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"message": "no such route: GoCD requests go to POST /gocd/elastic-agent/{request-name}"})),
+            )
+        })
         .with_state(state)
 }
 
@@ -83,7 +88,9 @@ async fn gocd_request(
     let known = name.parse::<RequestName>().ok();
     let result = match (known, body) {
         (None, _) => Err(Error::UnknownRequest(name.chars().take(100).collect())),
-        (Some(_), Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::TooLarge { limit: BODY_LIMIT }),
+        (Some(_), Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(Error::TooLarge { limit: BODY_LIMIT })
+        }
         (Some(_), Err(rejection)) => Err(Error::BadRequest(rejection.body_text())),
         (Some(request), Ok(body)) => crate::plugin::handle(&state.service, request, &body).await,
     };
@@ -119,5 +126,9 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.service.metrics.encode()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.service.metrics.encode(),
+    )
+        .into_response()
 }

@@ -40,6 +40,10 @@ use tokio::net::TcpListener;
 
 /// Serves `router` until `shutdown` completes; tests bind `127.0.0.1:0` and pass their
 /// own shutdown.
-pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -33,7 +33,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let options = ServiceOptions { allow_memory_runtime: args.allow_memory_runtime };
     let service = Service::new(Arc::new(runtimes), ProcessorClient::new(&args.processor_url, &token), clock, options);
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {} (GOCD_DIND_LISTEN)", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (GOCD_DIND_LISTEN)", args.listen))?;
     tracing::info!(listen = %args.listen, processor = %args.processor_url, "gocd-dind serving");
     gocd_dind::serve(listener, gocd_dind::http::router(service.clone(), &token), shutdown_signal()).await?;
     service.drain(Duration::from_secs(args.shutdown_grace)).await;

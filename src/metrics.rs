@@ -37,14 +37,24 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("gocd_dind");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "GoCD plugin requests by request name and HTTP status", requests.clone());
-        let request_seconds = Family::<RequestName, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 4.0, 10)));
+        let request_seconds = Family::<RequestName, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 4.0, 10))
+        });
         registry.register("request_duration_seconds", "Time to answer a GoCD plugin request", request_seconds.clone());
         let pods_created = Counter::default();
-        registry.register("pods_created", "Agent pods whose daemon answered and whose agent started", pods_created.clone());
+        registry.register(
+            "pods_created",
+            "Agent pods whose daemon answered and whose agent started",
+            pods_created.clone(),
+        );
         let pod_create_failures = Family::<Reason, Counter>::default();
         registry.register("pod_create_failures", "Agent pods that could not be started", pod_create_failures.clone());
         let pod_ready_seconds = Histogram::new(exponential_buckets(0.5, 2.0, 10));
-        registry.register("pod_ready_seconds", "create-agent to dockerd answering over TLS and the agent started", pod_ready_seconds.clone());
+        registry.register(
+            "pod_ready_seconds",
+            "create-agent to dockerd answering over TLS and the agent started",
+            pod_ready_seconds.clone(),
+        );
         let pods_removed = Family::<Reason, Counter>::default();
         registry.register("pods_removed", "Agent pods removed, by reason", pods_removed.clone());
         Self { registry, requests, request_seconds, pods_created, pod_create_failures, pod_ready_seconds, pods_removed }

@@ -15,15 +15,15 @@ mod dind_script;
 mod labels;
 mod patch;
 
-pub use labels::{annotation, annotations, labels as label_keys, Ownership, MANAGED_BY};
+pub use labels::{annotation, annotations, keys as label_keys, Ownership, MANAGED_BY};
 pub use patch::{apply_spec_patch, check_invariants};
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, KeyToPath, Pod, PodSpec, Probe,
-    ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, SeccompProfile, SecurityContext, Volume,
-    VolumeMount, AppArmorProfile,
+    AppArmorProfile, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, KeyToPath, Pod,
+    PodSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -68,11 +68,43 @@ pub mod secret_key {
 /// Capabilities dockerd needs when it is not privileged: everything Docker 20.10 knows
 /// except `SYS_RESOURCE`, which restricted hosts withhold from the bounding set.
 pub const DIND_CAPABILITIES: &[&str] = &[
-    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH",
-    "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE",
-    "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID",
-    "SYSLOG", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE",
-    "SYS_RAWIO", "SYS_TIME", "SYS_TTY_CONFIG", "WAKE_ALARM",
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
 ];
 
 /// Everything `build` needs; all of it is already validated.
@@ -114,7 +146,8 @@ pub fn secret_name(pod_name: &str) -> String {
 }
 
 pub fn build(req: &PodRequest<'_>) -> Result<AgentPod, PodError> {
-    let agent_image = req.elastic.image.as_deref().or(req.cluster.agent_image.as_deref()).ok_or(PodError::NoAgentImage)?;
+    let agent_image =
+        req.elastic.image.as_deref().or(req.cluster.agent_image.as_deref()).ok_or(PodError::NoAgentImage)?;
     let dind_image = req.elastic.dind_image.as_deref().unwrap_or(&req.cluster.dind_image);
     let metadata = ObjectMeta {
         name: Some(req.name.to_owned()),
@@ -275,11 +308,7 @@ fn volumes(req: &PodRequest<'_>) -> Vec<Volume> {
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret_name(req.name)),
             default_mode: Some(mode),
-            items: Some(vec![
-                item(secret_key::CA_CERT, "ca.pem"),
-                item(cert, "cert.pem"),
-                item(key, "key.pem"),
-            ]),
+            items: Some(vec![item(secret_key::CA_CERT, "ca.pem"), item(cert, "cert.pem"), item(key, "key.pem")]),
             optional: Some(false),
         }),
         ..Volume::default()
@@ -311,7 +340,12 @@ fn item(key: &str, path: &str) -> KeyToPath {
 }
 
 fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount { name: volume.into(), mount_path: path.into(), read_only: read_only.then_some(true), ..VolumeMount::default() }
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
 }
 
 fn var(name: &str, value: &str) -> EnvVar {

@@ -54,7 +54,12 @@ impl ProcessorClient {
         Self { http, base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
     }
 
-    async fn call(&self, api: &'static str, version: &str, body: Option<serde_json::Value>) -> Result<String, ProcessorError> {
+    async fn call(
+        &self,
+        api: &'static str,
+        version: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<String, ProcessorError> {
         let mut request = self
             .http
             .post(format!("{}/processor/{api}", self.base))
@@ -79,7 +84,8 @@ impl ProcessorClient {
         if body.trim().is_empty() {
             return Ok(Vec::new());
         }
-        serde_json::from_str(&body).map_err(|e| ProcessorError::Call { api: API, reason: format!("unreadable answer: {e}") })
+        serde_json::from_str(&body)
+            .map_err(|e| ProcessorError::Call { api: API, reason: format!("unreadable answer: {e}") })
     }
 
     pub async fn disable_agents(&self, ids: &[String]) -> Result<(), ProcessorError> {
@@ -93,7 +99,8 @@ impl ProcessorClient {
     pub async fn server_info(&self) -> Result<ServerInfo, ProcessorError> {
         const API: &str = "go.processor.server-info.get";
         let body = self.call(API, "1.0", None).await?;
-        serde_json::from_str(&body).map_err(|e| ProcessorError::Call { api: API, reason: format!("unreadable answer: {e}") })
+        serde_json::from_str(&body)
+            .map_err(|e| ProcessorError::Call { api: API, reason: format!("unreadable answer: {e}") })
     }
 
     /// Replaces every earlier message of this plugin; an empty list clears them.

@@ -43,7 +43,9 @@ impl Cluster {
         let s = &self.settings;
         match s.runtime {
             RuntimeKind::Docker => format!("docker at {}", s.docker.host.as_deref().unwrap_or("the local engine")),
-            RuntimeKind::Kubernetes => format!("kubernetes namespace {}", s.kubernetes.namespace.as_deref().unwrap_or("(service account's)")),
+            RuntimeKind::Kubernetes => {
+                format!("kubernetes namespace {}", s.kubernetes.namespace.as_deref().unwrap_or("(service account's)"))
+            }
             RuntimeKind::Memory => "in-memory test runtime".to_owned(),
         }
     }
@@ -66,7 +68,12 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(runtimes: Arc<dyn RuntimeProvider>, processor: ProcessorClient, clock: Clock, options: ServiceOptions) -> Arc<Self> {
+    pub fn new(
+        runtimes: Arc<dyn RuntimeProvider>,
+        processor: ProcessorClient,
+        clock: Clock,
+        options: ServiceOptions,
+    ) -> Arc<Self> {
         Arc::new(Self {
             runtimes,
             processor,
@@ -88,7 +95,10 @@ impl Service {
     pub async fn drain(&self, within: Duration) {
         self.tasks.close();
         if tokio::time::timeout(within, self.tasks.wait()).await.is_err() {
-            tracing::warn!(in_flight = self.tasks.len(), "shutting down with pod operations still running; server-ping cleans up after the restart");
+            tracing::warn!(
+                in_flight = self.tasks.len(),
+                "shutting down with pod operations still running; server-ping cleans up after the restart"
+            );
         }
     }
 

@@ -25,10 +25,7 @@ pub struct Field {
 
 impl Field {
     pub fn metadata(&self) -> ProfileMetadata {
-        ProfileMetadata {
-            key: self.key,
-            metadata: MetadataFlags { required: self.required, secure: self.secure },
-        }
+        ProfileMetadata { key: self.key, metadata: MetadataFlags { required: self.required, secure: self.secure } }
     }
 }
 

@@ -79,7 +79,12 @@ impl Served {
 
 #[test]
 fn refuses_to_start_without_a_token_and_says_how_to_set_one() {
-    let output = Command::new(BINARY).arg("serve").env_remove("GOCD_DIND_TOKEN").env_remove("GOCD_DIND_TOKEN_FILE").output().unwrap();
+    let output = Command::new(BINARY)
+        .arg("serve")
+        .env_remove("GOCD_DIND_TOKEN")
+        .env_remove("GOCD_DIND_TOKEN_FILE")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("GOCD_DIND_TOKEN_FILE") && stderr.contains("GOCD_DIND_TOKEN"), "{stderr}");
@@ -87,7 +92,11 @@ fn refuses_to_start_without_a_token_and_says_how_to_set_one() {
 
 #[test]
 fn an_unreadable_or_empty_token_file_is_named() {
-    let output = Command::new(BINARY).args(["serve", "--token-file", "/nonexistent/token"]).env_remove("GOCD_DIND_TOKEN").output().unwrap();
+    let output = Command::new(BINARY)
+        .args(["serve", "--token-file", "/nonexistent/token"])
+        .env_remove("GOCD_DIND_TOKEN")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/token"));
     let dir = std::env::temp_dir().join(format!("gocd-dind-test-{}", std::process::id()));
@@ -125,12 +134,18 @@ async fn logs_never_carry_tokens_register_keys_or_secure_values() {
         "job_identifier": crate::lifecycle::job(77),
     });
     assert_eq!(served.send("cd.go.elastic-agent.create-agent", &create).await.0, 200);
-    let bad = json!({"auto_register_key": {"x": "SECRET-REGISTER-KEY-0005"}, "job_identifier": crate::lifecycle::job(78)});
+    let bad =
+        json!({"auto_register_key": {"x": "SECRET-REGISTER-KEY-0005"}, "job_identifier": crate::lifecycle::job(78)});
     assert_eq!(served.send("cd.go.elastic-agent.create-agent", &bad).await.0, 400);
     let invalid = json!({"auto_register_key": "SECRET-REGISTER-KEY-0006", "cluster_profile_properties": {"runtime": "memory", "security_token": "SECRET-CLUSTER-TOKEN-0007", "max_pending_agents": "x"}, "job_identifier": crate::lifecycle::job(79)});
     assert_eq!(served.send("cd.go.elastic-agent.create-agent", &invalid).await.0, 422);
     served.send("cd.go.elastic-agent.server-ping", &json!({"all_cluster_profile_properties": [cluster]})).await;
-    served.send("cd.go.elastic-agent.agent-status-report", &json!({"cluster_profile_properties": cluster, "job_identifier": crate::lifecycle::job(77)})).await;
+    served
+        .send(
+            "cd.go.elastic-agent.agent-status-report",
+            &json!({"cluster_profile_properties": cluster, "job_identifier": crate::lifecycle::job(77)}),
+        )
+        .await;
     let wrong = reqwest::Client::new()
         .post(format!("{}/gocd/elastic-agent/cd.go.elastic-agent.get-icon", served.url))
         .bearer_auth("SECRET-WRONG-TOKEN-0008")
@@ -150,7 +165,13 @@ async fn metrics_count_requests_by_name_and_status() {
     served.send("cd.go.elastic-agent.get-icon", &serde_json::Value::Null).await;
     served.send("cd.go.elastic-agent.create-agent", &json!({})).await;
     let metrics = reqwest::get(format!("{}/metrics", served.url)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"gocd_dind_requests_total{request="cd.go.elastic-agent.get-icon",status="200"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"gocd_dind_requests_total{request="cd.go.elastic-agent.create-agent",status="400"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"gocd_dind_requests_total{request="cd.go.elastic-agent.get-icon",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"gocd_dind_requests_total{request="cd.go.elastic-agent.create-agent",status="400"} 1"#),
+        "{metrics}"
+    );
     served.terminate();
 }

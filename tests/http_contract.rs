@@ -15,7 +15,8 @@ async fn every_fixture_gets_an_answer_gocd_accepts() {
         let body: Value = if body.trim().is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap() };
         let (status, answer) = h.harness.send(&request, &body).await.unwrap();
         assert_eq!(status, 200, "{file}: {answer}");
-        let answer: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{file}: not JSON ({e}): {answer}"));
+        let answer: Value =
+            serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{file}: not JSON ({e}): {answer}"));
         check_shape(&request, &file, &body, &answer);
     }
 }
@@ -29,7 +30,9 @@ fn check_shape(request: &str, file: &str, body: &Value, answer: &Value) {
             assert!(String::from_utf8(svg).unwrap().starts_with("<svg"));
         }
         "get-capabilities" => {
-            for key in ["supports_plugin_status_report", "supports_cluster_status_report", "supports_agent_status_report"] {
+            for key in
+                ["supports_plugin_status_report", "supports_cluster_status_report", "supports_agent_status_report"]
+            {
                 assert_eq!(answer[key], true, "{key}");
             }
         }
@@ -37,7 +40,12 @@ fn check_shape(request: &str, file: &str, body: &Value, answer: &Value) {
             let entries = answer.as_array().unwrap();
             assert!(!entries.is_empty());
             for entry in entries {
-                assert!(entry["key"].is_string() && entry["metadata"]["required"].is_boolean() && entry["metadata"]["secure"].is_boolean(), "{entry}");
+                assert!(
+                    entry["key"].is_string()
+                        && entry["metadata"]["required"].is_boolean()
+                        && entry["metadata"]["secure"].is_boolean(),
+                    "{entry}"
+                );
             }
         }
         "get-elastic-agent-profile-view" | "get-cluster-profile-view" | "go.plugin-settings.get-view" => {
@@ -65,7 +73,8 @@ fn check_shape(request: &str, file: &str, body: &Value, answer: &Value) {
 async fn views_bind_one_input_per_metadata_key_and_show_server_errors() {
     let h = memory_harness().await;
     for profile in ["elastic-agent-profile", "cluster-profile"] {
-        let (_, metadata) = h.harness.send(&format!("cd.go.elastic-agent.get-{profile}-metadata"), &Value::Null).await.unwrap();
+        let (_, metadata) =
+            h.harness.send(&format!("cd.go.elastic-agent.get-{profile}-metadata"), &Value::Null).await.unwrap();
         let (_, view) = h.harness.send(&format!("cd.go.elastic-agent.get-{profile}-view"), &Value::Null).await.unwrap();
         let template = serde_json::from_str::<Value>(&view).unwrap()["template"].as_str().unwrap().to_owned();
         for entry in serde_json::from_str::<Vec<Value>>(&metadata).unwrap() {
@@ -80,18 +89,60 @@ async fn views_bind_one_input_per_metadata_key_and_show_server_errors() {
 async fn cluster_profile_keys_are_the_fixed_ones() {
     let h = memory_harness().await;
     let (_, metadata) = h.harness.send("cd.go.elastic-agent.get-cluster-profile-metadata", &Value::Null).await.unwrap();
-    let keys: Vec<String> = serde_json::from_str::<Vec<Value>>(&metadata).unwrap().iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    let keys: Vec<String> = serde_json::from_str::<Vec<Value>>(&metadata)
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_owned())
+        .collect();
     let expected = [
-        "runtime", "go_server_url", "auto_register_timeout", "max_pending_agents", "max_running_agents", "agent_image", "dind_image",
-        "dind_security", "registry_mirror", "docker_host", "docker_ca_cert", "docker_client_cert", "docker_client_key",
-        "kubernetes_cluster_url", "namespace", "security_token", "kubernetes_cluster_ca_cert", "cluster_request_timeout",
+        "runtime",
+        "go_server_url",
+        "auto_register_timeout",
+        "max_pending_agents",
+        "max_running_agents",
+        "agent_image",
+        "dind_image",
+        "dind_security",
+        "registry_mirror",
+        "docker_host",
+        "docker_ca_cert",
+        "docker_client_cert",
+        "docker_client_key",
+        "kubernetes_cluster_url",
+        "namespace",
+        "security_token",
+        "kubernetes_cluster_ca_cert",
+        "cluster_request_timeout",
     ];
     assert_eq!(keys, expected);
-    let secure: Vec<String> = serde_json::from_str::<Vec<Value>>(&metadata).unwrap().iter().filter(|e| e["metadata"]["secure"] == true).map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    let secure: Vec<String> = serde_json::from_str::<Vec<Value>>(&metadata)
+        .unwrap()
+        .iter()
+        .filter(|e| e["metadata"]["secure"] == true)
+        .map(|e| e["key"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(secure, ["docker_client_key", "security_token"]);
-    let (_, metadata) = h.harness.send("cd.go.elastic-agent.get-elastic-agent-profile-metadata", &Value::Null).await.unwrap();
-    let keys: Vec<String> = serde_json::from_str::<Vec<Value>>(&metadata).unwrap().iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(keys, ["Image", "DindImage", "AgentCpu", "AgentMemory", "DindCpu", "DindMemory", "Environment", "DockerStorageSize", "PodSpecPatch"]);
+    let (_, metadata) =
+        h.harness.send("cd.go.elastic-agent.get-elastic-agent-profile-metadata", &Value::Null).await.unwrap();
+    let keys: Vec<String> = serde_json::from_str::<Vec<Value>>(&metadata)
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "Image",
+            "DindImage",
+            "AgentCpu",
+            "AgentMemory",
+            "DindCpu",
+            "DindMemory",
+            "Environment",
+            "DockerStorageSize",
+            "PodSpecPatch"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -124,11 +175,20 @@ async fn health_readiness_and_metrics_need_no_token() {
         assert_eq!(response.status(), 200, "{path}");
     }
     let metrics = reqwest::get(format!("{}/metrics", h.harness.url)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"gocd_dind_requests_total{request="cd.go.elastic-agent.get-capabilities",status="200"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"gocd_dind_requests_total{request="cd.go.elastic-agent.get-capabilities",status="200"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains("gocd_dind_request_duration_seconds_bucket"), "{metrics}");
 }
 
-async fn expect_client_error(h: &crate::support::MemoryHarness, request: &str, body: &str, status: u16, mentions: &str) {
+async fn expect_client_error(
+    h: &crate::support::MemoryHarness,
+    request: &str,
+    body: &str,
+    status: u16,
+    mentions: &str,
+) {
     let response = reqwest::Client::new()
         .post(format!("{}/gocd/elastic-agent/{request}", h.harness.url))
         .bearer_auth(&h.harness.token)
@@ -168,8 +228,22 @@ async fn bad_input_gets_a_json_4xx_naming_the_problem_and_creates_nothing() {
     expect_client_error(&h, create, &bad_cluster.to_string(), 422, "max_running_agents").await;
     expect_client_error(&h, "cd.go.elastic-agent.delete-everything", "{}", 404, "unknown request name").await;
     expect_client_error(&h, "cd.go.elastic-agent.should-assign-work", r#"{"agent":{}}"#, 400, "agent").await;
-    expect_client_error(&h, "cd.go.elastic-agent.server-ping", r#"{"all_cluster_profile_properties":"x"}"#, 400, "all_cluster_profile_properties").await;
-    expect_client_error(&h, "cd.go.elastic-agent.migrate-config", r#"{"cluster_profiles":{}}"#, 400, "cluster_profiles").await;
+    expect_client_error(
+        &h,
+        "cd.go.elastic-agent.server-ping",
+        r#"{"all_cluster_profile_properties":"x"}"#,
+        400,
+        "all_cluster_profile_properties",
+    )
+    .await;
+    expect_client_error(
+        &h,
+        "cd.go.elastic-agent.migrate-config",
+        r#"{"cluster_profiles":{}}"#,
+        400,
+        "cluster_profiles",
+    )
+    .await;
     let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2 << 20));
     expect_client_error(&h, create, &huge, 413, "over").await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -193,7 +267,10 @@ async fn error_messages_never_echo_the_offending_value() {
 #[tokio::test]
 async fn environment_absent_and_unknown_fields_are_accepted() {
     let h = memory_harness().await;
-    for (file, job_id) in [("cd.go.elastic-agent.create-agent+no-environment.json", 21), ("cd.go.elastic-agent.create-agent+extra-fields.json", 22)] {
+    for (file, job_id) in [
+        ("cd.go.elastic-agent.create-agent+no-environment.json", 21),
+        ("cd.go.elastic-agent.create-agent+extra-fields.json", 22),
+    ] {
         let mut body = fixture(file);
         body["cluster_profile_properties"] = memory_cluster(&[]);
         body["job_identifier"]["job_id"] = json!(job_id);
@@ -223,7 +300,10 @@ async fn status_reports_never_show_secrets() {
     let reports = [
         ("cd.go.elastic-agent.plugin-status-report", json!({"all_cluster_profiles_properties": [cluster]})),
         ("cd.go.elastic-agent.cluster-status-report", json!({"cluster_profile_properties": cluster})),
-        ("cd.go.elastic-agent.agent-status-report", json!({"cluster_profile_properties": cluster, "job_identifier": job})),
+        (
+            "cd.go.elastic-agent.agent-status-report",
+            json!({"cluster_profile_properties": cluster, "job_identifier": job}),
+        ),
     ];
     for (request, report) in reports {
         let (status, view) = h.harness.send(request, &report).await.unwrap();
@@ -245,9 +325,18 @@ async fn status_reports_answer_200_with_html_when_things_are_wrong() {
     let job = crate::lifecycle::job(41);
     for (request, body) in [
         ("cd.go.elastic-agent.cluster-status-report", json!({"cluster_profile_properties": bad})),
-        ("cd.go.elastic-agent.plugin-status-report", json!({"all_cluster_profiles_properties": [bad, memory_cluster(&[])]})),
-        ("cd.go.elastic-agent.agent-status-report", json!({"cluster_profile_properties": memory_cluster(&[]), "job_identifier": job})),
-        ("cd.go.elastic-agent.agent-status-report", json!({"cluster_profile_properties": {}, "job_identifier": job, "elastic_agent_id": "gocd-dind-gone"})),
+        (
+            "cd.go.elastic-agent.plugin-status-report",
+            json!({"all_cluster_profiles_properties": [bad, memory_cluster(&[])]}),
+        ),
+        (
+            "cd.go.elastic-agent.agent-status-report",
+            json!({"cluster_profile_properties": memory_cluster(&[]), "job_identifier": job}),
+        ),
+        (
+            "cd.go.elastic-agent.agent-status-report",
+            json!({"cluster_profile_properties": {}, "job_identifier": job, "elastic_agent_id": "gocd-dind-gone"}),
+        ),
     ] {
         let (status, answer) = h.harness.send(request, &body).await.unwrap();
         assert_eq!(status, 200, "{request}");
@@ -261,7 +350,14 @@ async fn report_values_are_html_escaped() {
     let h = memory_harness().await;
     let mut job = crate::lifecycle::job(51);
     job["pipeline_name"] = json!("<script>alert(1)</script>");
-    let (_, answer) = h.harness.send("cd.go.elastic-agent.agent-status-report", &json!({"cluster_profile_properties": memory_cluster(&[]), "job_identifier": job})).await.unwrap();
+    let (_, answer) = h
+        .harness
+        .send(
+            "cd.go.elastic-agent.agent-status-report",
+            &json!({"cluster_profile_properties": memory_cluster(&[]), "job_identifier": job}),
+        )
+        .await
+        .unwrap();
     assert!(!answer.contains("<script>"), "{answer}");
     assert!(answer.contains("&lt;script&gt;"));
 }

@@ -34,11 +34,14 @@ pub async fn wait_pods(h: &MemoryHarness, n: usize) {
         async move { runtime.pods().iter().filter(|p| p.info.phase == PodPhase::Running).count() == n }
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}: have {:?}", h.runtime.pods().iter().map(|p| (&p.info.name, &p.info.phase)).collect::<Vec<_>>()));
+    .unwrap_or_else(|e| {
+        panic!("{e}: have {:?}", h.runtime.pods().iter().map(|p| (&p.info.name, &p.info.phase)).collect::<Vec<_>>())
+    });
 }
 
 async fn create(h: &MemoryHarness, cluster: &Value, job_id: i64) -> String {
-    let (status, body) = h.harness.send("cd.go.elastic-agent.create-agent", &create_body(cluster, job_id)).await.unwrap();
+    let (status, body) =
+        h.harness.send("cd.go.elastic-agent.create-agent", &create_body(cluster, job_id)).await.unwrap();
     assert_eq!(status, 200, "{body}");
     let runtime = h.runtime.clone();
     gocd_dind::demo::wait_for(Duration::from_secs(10), "the pod", || {
@@ -51,7 +54,11 @@ async fn create(h: &MemoryHarness, cluster: &Value, job_id: i64) -> String {
 }
 
 async fn ping(h: &MemoryHarness, cluster: &Value) {
-    let (status, body) = h.harness.send("cd.go.elastic-agent.server-ping", &json!({"all_cluster_profile_properties": [cluster]})).await.unwrap();
+    let (status, body) = h
+        .harness
+        .send("cd.go.elastic-agent.server-ping", &json!({"all_cluster_profile_properties": [cluster]}))
+        .await
+        .unwrap();
     assert_eq!(status, 200, "{body}");
 }
 
@@ -67,7 +74,11 @@ fn pod_names(h: &MemoryHarness) -> Vec<String> {
 }
 
 fn ids_in(calls: &[gocd_dind::fake_gocd::Call]) -> Vec<String> {
-    calls.iter().flat_map(|c| serde_json::from_str::<Vec<Value>>(&c.body).unwrap()).map(|a| a["agent_id"].as_str().unwrap().to_owned()).collect()
+    calls
+        .iter()
+        .flat_map(|c| serde_json::from_str::<Vec<Value>>(&c.body).unwrap())
+        .map(|a| a["agent_id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -100,7 +111,8 @@ async fn pod_is_assigned_only_its_own_job_and_removed_at_job_completion() {
     let completion = json!({"elastic_agent_id": name, "job_identifier": job(201), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": {}});
     assert_eq!(h.harness.send("cd.go.elastic-agent.job-completion", &completion).await.unwrap().0, 200);
     assert!(pod_names(&h).is_empty());
-    let calls: Vec<String> = h.harness.gocd.calls().into_iter().map(|c| c.api).filter(|a| a == DISABLE || a == DELETE).collect();
+    let calls: Vec<String> =
+        h.harness.gocd.calls().into_iter().map(|c| c.api).filter(|a| a == DISABLE || a == DELETE).collect();
     assert_eq!(calls, [DISABLE, DELETE], "disable before delete");
     assert!(h.harness.gocd.agents().is_empty());
     assert!(!assign(&h, &cluster, &name, 201).await, "a removed pod gets no work");
@@ -122,7 +134,7 @@ async fn never_registered_pod_is_removed_after_the_auto_register_timeout() {
     let cluster = memory_cluster(&[("auto_register_timeout", "5")]);
     let name = create(&h, &cluster, 301).await;
     ping(&h, &cluster).await;
-    assert_eq!(pod_names(&h), [name.clone()], "removed before the timeout");
+    assert_eq!(pod_names(&h), std::slice::from_ref(&name), "removed before the timeout");
     h.clock.advance(Duration::from_secs(4 * 60));
     ping(&h, &cluster).await;
     assert_eq!(pod_names(&h), [name]);
@@ -139,8 +151,8 @@ async fn idle_agent_of_a_cancelled_job_is_disabled_then_removed() {
     h.harness.gocd.set_agent(&name, "Idle", "Enabled");
     h.clock.advance(Duration::from_secs(11 * 60));
     ping(&h, &cluster).await;
-    assert_eq!(ids_in(&h.harness.gocd.calls_to(DISABLE)), [name.clone()]);
-    assert_eq!(pod_names(&h), [name.clone()], "removed before GoCD confirmed it disabled");
+    assert_eq!(ids_in(&h.harness.gocd.calls_to(DISABLE)), std::slice::from_ref(&name));
+    assert_eq!(pod_names(&h), std::slice::from_ref(&name), "removed before GoCD confirmed it disabled");
     ping(&h, &cluster).await;
     assert!(pod_names(&h).is_empty());
     assert_eq!(ids_in(&h.harness.gocd.calls_to(DELETE)), [name]);
@@ -152,7 +164,8 @@ async fn agents_whose_pods_are_gone_are_disabled_then_deleted() {
     let cluster = memory_cluster(&[]);
     h.harness.gocd.set_agent("gocd-dind-vanished", "LostContact", "Enabled");
     ping(&h, &cluster).await;
-    let apis: Vec<String> = h.harness.gocd.calls().into_iter().map(|c| c.api).filter(|a| a == DISABLE || a == DELETE).collect();
+    let apis: Vec<String> =
+        h.harness.gocd.calls().into_iter().map(|c| c.api).filter(|a| a == DISABLE || a == DELETE).collect();
     assert_eq!(apis, [DISABLE, DELETE]);
     assert!(h.harness.gocd.agents().is_empty());
 }
@@ -229,7 +242,14 @@ async fn a_failing_bridge_never_fails_a_gocd_request() {
     h.harness.gocd.set_failing(true);
     let cluster = memory_cluster(&[]);
     assert_eq!(h.harness.send("cd.go.elastic-agent.create-agent", &create_body(&cluster, 901)).await.unwrap().0, 200);
-    assert_eq!(h.harness.send("cd.go.elastic-agent.server-ping", &json!({"all_cluster_profile_properties": [cluster]})).await.unwrap().0, 200);
+    assert_eq!(
+        h.harness
+            .send("cd.go.elastic-agent.server-ping", &json!({"all_cluster_profile_properties": [cluster]}))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
     let completion = json!({"elastic_agent_id": "gocd-dind-x", "job_identifier": job(901), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": {}});
     assert_eq!(h.harness.send("cd.go.elastic-agent.job-completion", &completion).await.unwrap().0, 200);
     assert_eq!(h.runtime.created_total(), 0, "no server id, no pod");
@@ -244,10 +264,21 @@ async fn a_pod_that_fails_to_start_is_explained_in_the_console_and_the_agent_rep
     h.runtime.fail_creates_with(Some("dockerd: failed to start daemon: permission denied"));
     let cluster = memory_cluster(&[]);
     h.harness.send("cd.go.elastic-agent.create-agent", &create_body(&cluster, 1001)).await.unwrap();
-    gocd_dind::demo::wait_for(Duration::from_secs(5), "the failure in the console", || async { h.harness.gocd.console_text().contains("failed to start") }).await.unwrap();
+    gocd_dind::demo::wait_for(Duration::from_secs(5), "the failure in the console", || async {
+        h.harness.gocd.console_text().contains("failed to start")
+    })
+    .await
+    .unwrap();
     assert!(h.harness.gocd.console_text().contains("permission denied"));
     assert!(pod_names(&h).is_empty());
-    let (_, report) = h.harness.send("cd.go.elastic-agent.agent-status-report", &json!({"cluster_profile_properties": cluster, "job_identifier": job(1001)})).await.unwrap();
+    let (_, report) = h
+        .harness
+        .send(
+            "cd.go.elastic-agent.agent-status-report",
+            &json!({"cluster_profile_properties": cluster, "job_identifier": job(1001)}),
+        )
+        .await
+        .unwrap();
     assert!(report.contains("permission denied"), "{report}");
 }
 

@@ -19,7 +19,7 @@ pub fn fixtures() -> Vec<(String, String, String)> {
     let mut all: Vec<_> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures directory")
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.ends_with(".json"))
+        .filter(|name| std::path::Path::new(name).extension().is_some_and(|e| e == "json"))
         .map(|file| {
             let request = file.trim_end_matches(".json").split('+').next().unwrap().to_owned();
             let body = std::fs::read_to_string(fixtures_dir().join(&file)).unwrap();
@@ -52,8 +52,12 @@ pub struct MemoryHarness {
 pub async fn memory_harness() -> MemoryHarness {
     let clock = Clock::default();
     let runtime = MemoryRuntime::new(clock.clone());
-    let harness = Harness::start(Arc::new(MemoryProvider(runtime.clone())), clock.clone(), ServiceOptions { allow_memory_runtime: true })
-        .await
-        .expect("harness starts");
+    let harness = Harness::start(
+        Arc::new(MemoryProvider(runtime.clone())),
+        clock.clone(),
+        ServiceOptions { allow_memory_runtime: true },
+    )
+    .await
+    .expect("harness starts");
     MemoryHarness { harness, runtime, clock }
 }

@@ -27,9 +27,13 @@ pub fn validate_elastic(props: &Properties) -> Value {
 }
 
 pub fn validate_cluster(service: &Service, props: &Properties) -> Value {
-    let mut errors: Vec<ValidationError> = ClusterSettings::parse(props, service.options.allow_memory_runtime).err().unwrap_or_default();
+    let mut errors: Vec<ValidationError> =
+        ClusterSettings::parse(props, service.options.allow_memory_runtime).err().unwrap_or_default();
     if props.get("runtime") == Some("kubernetes") && errors.iter().all(|e| e.key != "runtime") {
-        errors.push(ValidationError::new("runtime", "the kubernetes runtime is not available in this release yet: use docker"));
+        errors.push(ValidationError::new(
+            "runtime",
+            "the kubernetes runtime is not available in this release yet: use docker",
+        ));
     }
     json!(errors)
 }
@@ -38,7 +42,8 @@ pub fn validate_cluster(service: &Service, props: &Properties) -> Value {
 /// exactly what came in: returning less would delete operators' configuration.
 pub fn migrate_config(body: &[u8]) -> Result<Value> {
     let bad = |why: &str| Error::BadRequest(format!("cd.go.elastic-agent.migrate-config: {why}"));
-    let value: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("invalid JSON at line {}, column {}", e.line(), e.column())))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| bad(&format!("invalid JSON at line {}, column {}", e.line(), e.column())))?;
     let object = value.as_object().ok_or_else(|| bad("the body must be a JSON object"))?;
     for key in ["cluster_profiles", "elastic_agent_profiles"] {
         if !object.get(key).is_some_and(Value::is_array) {

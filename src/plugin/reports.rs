@@ -29,7 +29,8 @@ fn pods_table(html: &mut String, pods: &[PodRow]) {
     }
     html.push_str("<table><tr><th>Pod (agent id)</th><th>Job</th><th>State</th><th>Age</th></tr>");
     for pod in pods {
-        let job = pod.job.as_ref().map_or_else(|| format!("job id {}", pod.job_id), crate::protocol::JobIdentifier::path);
+        let job =
+            pod.job.as_ref().map_or_else(|| format!("job id {}", pod.job_id), crate::protocol::JobIdentifier::path);
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} s</td></tr>",
@@ -93,12 +94,18 @@ pub async fn agent(service: &Arc<Service>, req: &AgentStatusReportRequest) -> Va
         (None, _) => html.push_str("<p>No agent pod exists for this job.</p>"),
     }
     if let Some(failure) = &view.failure {
-        let _ = write!(html, "<h3>Last failure</h3><p class=\"error\">Pod {} could not start:</p><pre>{}</pre>", esc(&failure.pod), esc(&failure.reason));
+        let _ = write!(
+            html,
+            "<h3>Last failure</h3><p class=\"error\">Pod {} could not start:</p><pre>{}</pre>",
+            esc(&failure.pod),
+            esc(&failure.reason)
+        );
     }
     if let Some(details) = &view.details {
         html.push_str("<h3>Containers</h3><table><tr><th>Name</th><th>Image</th><th>State</th></tr>");
         for c in &details.containers {
-            let _ = write!(html, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&c.name), esc(&c.image), esc(&c.state));
+            let _ =
+                write!(html, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&c.name), esc(&c.image), esc(&c.state));
         }
         html.push_str("</table>");
         if !details.dind_log_tail.is_empty() {

@@ -9,7 +9,7 @@ use crate::settings::ClusterId;
 
 pub const MANAGED_BY: &str = "gocd-dind";
 
-pub mod labels {
+pub mod keys {
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     pub const SERVER_ID: &str = "gocd-dind.gocd.org/server-id";
     pub const CLUSTER: &str = "gocd-dind.gocd.org/cluster";
@@ -47,16 +47,16 @@ impl Ownership {
     /// The labels every list call filters on.
     pub fn selector(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (labels::MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
-            (labels::SERVER_ID.to_owned(), self.server_id.clone()),
-            (labels::CLUSTER.to_owned(), self.cluster.0.clone()),
+            (keys::MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+            (keys::SERVER_ID.to_owned(), self.server_id.clone()),
+            (keys::CLUSTER.to_owned(), self.cluster.0.clone()),
         ])
     }
 
     pub fn labels(&self, pod_name: &str, job_id: i64) -> BTreeMap<String, String> {
         let mut labels = self.selector();
-        labels.insert(labels::JOB_ID.to_owned(), job_id.to_string());
-        labels.insert(labels::AGENT_ID.to_owned(), pod_name.to_owned());
+        labels.insert(keys::JOB_ID.to_owned(), job_id.to_string());
+        labels.insert(keys::AGENT_ID.to_owned(), pod_name.to_owned());
         labels
     }
 }

@@ -36,7 +36,9 @@ fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
 
 fn merge_key(list: &str) -> Option<&'static str> {
     match list {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" => Some("name"),
+        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" => {
+            Some("name")
+        }
         "volumeMounts" => Some("mountPath"),
         "ports" => Some("containerPort"),
         _ => None,
@@ -68,9 +70,9 @@ fn merge_list(target: &mut Vec<Value>, patch: &[Value], key: &str) {
 
 fn strip_directives(value: &Value) -> Value {
     match value {
-        Value::Object(map) => {
-            Value::Object(map.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect())
-        }
+        Value::Object(map) => Value::Object(
+            map.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect(),
+        ),
         Value::Array(items) => Value::Array(items.iter().map(strip_directives).collect()),
         other => other.clone(),
     }
@@ -90,7 +92,10 @@ pub fn check_invariants(spec: &PodSpec) -> Vec<String> {
     }
     for volume in spec.volumes.iter().flatten() {
         if volume.host_path.is_some() {
-            problems.push(format!("volume '{}': hostPath volumes are not allowed (they expose the host and its Docker socket)", volume.name));
+            problems.push(format!(
+                "volume '{}': hostPath volumes are not allowed (they expose the host and its Docker socket)",
+                volume.name
+            ));
         }
     }
     let init = spec.init_containers.iter().flatten();
@@ -105,11 +110,17 @@ pub fn check_invariants(spec: &PodSpec) -> Vec<String> {
         let security = container.security_context.as_ref();
         let privileged = security.and_then(|s| s.privileged) == Some(true);
         let escalates = security.and_then(|s| s.allow_privilege_escalation) == Some(true);
-        let adds_caps = security.and_then(|s| s.capabilities.as_ref()).and_then(|c| c.add.as_ref()).is_some_and(|a| !a.is_empty());
+        let adds_caps =
+            security.and_then(|s| s.capabilities.as_ref()).and_then(|c| c.add.as_ref()).is_some_and(|a| !a.is_empty());
         if privileged || escalates || adds_caps {
-            problems.push(format!("container '{}': only the dind container may be privileged or hold extra capabilities", container.name));
+            problems.push(format!(
+                "container '{}': only the dind container may be privileged or hold extra capabilities",
+                container.name
+            ));
         }
-        if container.name == AGENT_CONTAINER && container.volume_mounts.iter().flatten().any(|m| m.mount_path.contains("docker.sock")) {
+        if container.name == AGENT_CONTAINER
+            && container.volume_mounts.iter().flatten().any(|m| m.mount_path.contains("docker.sock"))
+        {
             problems.push("the agent must not mount a Docker socket".into());
         }
     }

@@ -3,7 +3,8 @@ use crate::protocol::Properties;
 use crate::settings::ClusterId;
 
 fn settings(cluster: &[(&str, &str)], elastic: &[(&str, &str)]) -> (ClusterSettings, ElasticSettings) {
-    let props = |pairs: &[(&str, &str)]| Properties(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+    let props =
+        |pairs: &[(&str, &str)]| Properties(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
     (ClusterSettings::parse(&props(cluster), false).unwrap(), ElasticSettings::parse(&props(elastic)).unwrap())
 }
 
@@ -11,7 +12,11 @@ fn job() -> JobIdentifier {
     serde_json::from_str(r#"{"pipeline_name":"build","pipeline_label":"42","pipeline_counter":42,"stage_name":"test","stage_counter":"1","job_name":"unit","job_id":7}"#).unwrap()
 }
 
-fn build_with(cluster: &ClusterSettings, elastic: &ElasticSettings, environment: Option<&str>) -> Result<AgentPod, PodError> {
+fn build_with(
+    cluster: &ClusterSettings,
+    elastic: &ElasticSettings,
+    environment: Option<&str>,
+) -> Result<AgentPod, PodError> {
     let tls = crate::tls::mint("p").unwrap();
     let ownership = Ownership::new("server-1", ClusterId("c1".into()));
     build(&PodRequest {
@@ -103,7 +108,10 @@ fn server_key_only_reaches_dind_and_client_key_only_the_agent() {
 
 #[test]
 fn capabilities_mode_is_explicit_and_not_privileged() {
-    let (c, e) = settings(&[("agent_image", "a:1"), ("dind_security", "capabilities"), ("registry_mirror", "https://m.example.com")], &[]);
+    let (c, e) = settings(
+        &[("agent_image", "a:1"), ("dind_security", "capabilities"), ("registry_mirror", "https://m.example.com")],
+        &[],
+    );
     let spec = build_with(&c, &e, None).unwrap().pod.spec.unwrap();
     let dind = &spec.init_containers.as_ref().unwrap()[0];
     let security = dind.security_context.as_ref().unwrap();
@@ -116,7 +124,10 @@ fn capabilities_mode_is_explicit_and_not_privileged() {
 
 #[test]
 fn resources_set_requests_and_limits() {
-    let (c, e) = settings(&[("agent_image", "a:1")], &[("AgentCpu", "500m"), ("DindMemory", "4Gi"), ("DockerStorageSize", "20Gi")]);
+    let (c, e) = settings(
+        &[("agent_image", "a:1")],
+        &[("AgentCpu", "500m"), ("DindMemory", "4Gi"), ("DockerStorageSize", "20Gi")],
+    );
     let spec = build_with(&c, &e, None).unwrap().pod.spec.unwrap();
     let agent = spec.containers[0].resources.as_ref().unwrap();
     assert_eq!(agent.limits.as_ref().unwrap()["cpu"].0, "500m");

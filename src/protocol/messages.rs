@@ -10,12 +10,7 @@ pub struct Properties(pub BTreeMap<String, String>);
 impl<'de> Deserialize<'de> for Properties {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Option::<BTreeMap<String, Option<String>>>::deserialize(deserializer)?;
-        Ok(Properties(
-            raw.unwrap_or_default()
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect(),
-        ))
+        Ok(Properties(raw.unwrap_or_default().into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()))
     }
 }
 

@@ -54,9 +54,7 @@ impl RequestName {
         match self {
             Self::GetIcon => "cd.go.elastic-agent.get-icon",
             Self::GetCapabilities => "cd.go.elastic-agent.get-capabilities",
-            Self::GetElasticAgentProfileMetadata => {
-                "cd.go.elastic-agent.get-elastic-agent-profile-metadata"
-            }
+            Self::GetElasticAgentProfileMetadata => "cd.go.elastic-agent.get-elastic-agent-profile-metadata",
             Self::GetElasticAgentProfileView => "cd.go.elastic-agent.get-elastic-agent-profile-view",
             Self::ValidateElasticAgentProfile => "cd.go.elastic-agent.validate-elastic-agent-profile",
             Self::GetClusterProfileMetadata => "cd.go.elastic-agent.get-cluster-profile-metadata",

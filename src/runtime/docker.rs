@@ -39,7 +39,11 @@ impl DockerRuntime {
     }
 
     fn address(&self) -> String {
-        self.connection.host.clone().or_else(|| std::env::var("DOCKER_HOST").ok()).unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+        self.connection
+            .host
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
     }
 
     /// Connects on first use and agrees on an API version: engines as old as Debian's
@@ -47,8 +51,12 @@ impl DockerRuntime {
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
         self.docker
             .get_or_try_init(|| async {
-                let docker = connect(&self.connection).map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))?;
-                docker.negotiate_version().await.map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))
+                let docker = connect(&self.connection)
+                    .map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))?;
+                docker
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))
             })
             .await
     }
@@ -58,7 +66,7 @@ impl DockerRuntime {
         docker
             .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
             .await
-            .map_err(|e| unreachable_or(e, RuntimeError::Other))
+            .map_err(|e| unreachable_or(&e, RuntimeError::Other))
     }
 
     async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
@@ -67,27 +75,38 @@ impl DockerRuntime {
             return Ok(());
         }
         let pull = async {
-            let mut stream = docker.create_image(Some(CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() }), None, None);
+            let mut stream = docker.create_image(
+                Some(CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() }),
+                None,
+                None,
+            );
             while let Some(progress) = stream.next().await {
                 progress.map_err(|e| RuntimeError::Rejected(format!("cannot pull image {image}: {e}")))?;
             }
             Ok(())
         };
-        tokio::time::timeout(PULL_TIMEOUT, pull)
-            .await
-            .map_err(|_| RuntimeError::Rejected(format!("pulling image {image} took over {} s", PULL_TIMEOUT.as_secs())))?
+        tokio::time::timeout(PULL_TIMEOUT, pull).await.map_err(|_| {
+            RuntimeError::Rejected(format!("pulling image {image} took over {} s", PULL_TIMEOUT.as_secs()))
+        })?
     }
 
     async fn create_container(&self, plan: &ContainerPlan) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
         docker
-            .create_container(Some(CreateContainerOptions { name: Some(plan.name.clone()), ..Default::default() }), plan.body.clone())
+            .create_container(
+                Some(CreateContainerOptions { name: Some(plan.name.clone()), ..Default::default() }),
+                plan.body.clone(),
+            )
             .await
             .map_err(|e| RuntimeError::Rejected(format!("creating container {}: {e}", plan.name)))?;
         if !plan.files.is_empty() {
             let tar = archive::tar(&plan.files).map_err(|e| RuntimeError::Other(format!("packing files: {e}")))?;
             docker
-                .upload_to_container(&plan.name, Some(UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.into()))
+                .upload_to_container(
+                    &plan.name,
+                    Some(UploadToContainerOptions { path: "/".into(), ..Default::default() }),
+                    bollard::body_full(tar.into()),
+                )
                 .await
                 .map_err(|e| RuntimeError::Rejected(format!("placing TLS files into {}: {e}", plan.name)))?;
         }
@@ -109,7 +128,8 @@ impl DockerRuntime {
             if exec_succeeds(docker, &pod.dind.name, &pod.probe).await {
                 return Ok(());
             }
-            let running = docker.inspect_container(&pod.dind.name, None).await.ok().and_then(|c| c.state).and_then(|s| s.running);
+            let running =
+                docker.inspect_container(&pod.dind.name, None).await.ok().and_then(|c| c.state).and_then(|s| s.running);
             if running == Some(false) {
                 break;
             }
@@ -141,7 +161,11 @@ impl DockerRuntime {
             let mut labels = pod.labels.clone();
             labels.insert(label_keys::VOLUME.into(), volume.clone());
             docker
-                .create_volume(VolumeCreateRequest { name: Some(volume.clone()), labels: Some(labels), ..Default::default() })
+                .create_volume(VolumeCreateRequest {
+                    name: Some(volume.clone()),
+                    labels: Some(labels),
+                    ..Default::default()
+                })
                 .await
                 .map_err(|e| RuntimeError::Rejected(format!("creating volume {volume}: {e}")))?;
         }
@@ -152,9 +176,13 @@ impl DockerRuntime {
 }
 
 fn connect(connection: &DockerConnection) -> Result<Docker, bollard::errors::Error> {
-    let (Some(host), Some(ca), Some(cert), Some(key)) = (&connection.host, &connection.ca_cert, &connection.client_cert, &connection.client_key) else {
+    let (Some(host), Some(ca), Some(cert), Some(key)) =
+        (&connection.host, &connection.ca_cert, &connection.client_cert, &connection.client_key)
+    else {
         return match &connection.host {
-            Some(host) if host.starts_with("unix://") => Docker::connect_with_unix(host, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION),
+            Some(host) if host.starts_with("unix://") => {
+                Docker::connect_with_unix(host, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION)
+            }
             Some(host) => Docker::connect_with_http(host, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION),
             None => Docker::connect_with_defaults().map(|d| d.with_timeout(Duration::from_secs(CALL_TIMEOUT))),
         };
@@ -168,17 +196,28 @@ fn connect(connection: &DockerConnection) -> Result<Docker, bollard::errors::Err
 }
 
 async fn exec_succeeds(docker: &Docker, container: &str, command: &[String]) -> bool {
-    let exec = bollard::exec::CreateExecOptions { cmd: Some(command.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() };
+    let exec = bollard::exec::CreateExecOptions {
+        cmd: Some(command.to_vec()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
     let Ok(created) = docker.create_exec(container, exec).await else { return false };
-    if let Ok(bollard::exec::StartExecResults::Attached { mut output, .. }) = docker.start_exec(&created.id, None).await {
+    if let Ok(bollard::exec::StartExecResults::Attached { mut output, .. }) = docker.start_exec(&created.id, None).await
+    {
         while output.next().await.is_some() {}
     }
     docker.inspect_exec(&created.id).await.ok().and_then(|i| i.exit_code) == Some(0)
 }
 
-fn unreachable_or(error: bollard::errors::Error, other: fn(String) -> RuntimeError) -> RuntimeError {
+fn unreachable_or(error: &bollard::errors::Error, other: fn(String) -> RuntimeError) -> RuntimeError {
     let text = error.to_string();
-    if matches!(error, bollard::errors::Error::HyperResponseError { .. } | bollard::errors::Error::IOError { .. } | bollard::errors::Error::RequestTimeoutError) {
+    if matches!(
+        error,
+        bollard::errors::Error::HyperResponseError { .. }
+            | bollard::errors::Error::IOError { .. }
+            | bollard::errors::Error::RequestTimeoutError
+    ) {
         RuntimeError::Unreachable(text)
     } else {
         other(text)
@@ -200,7 +239,8 @@ fn owner_filters(owner: &Ownership, extra: &[(&str, &str)]) -> HashMap<String, V
 impl Runtime for DockerRuntime {
     async fn describe(&self) -> Result<String, RuntimeError> {
         let docker = self.docker().await?;
-        let version = docker.version().await.map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))?;
+        let version =
+            docker.version().await.map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))?;
         Ok(format!(
             "Docker Engine {} (API {}) at {}",
             version.version.unwrap_or_default(),
@@ -227,7 +267,7 @@ impl Runtime for DockerRuntime {
         let volumes = docker
             .list_volumes(Some(ListVolumesOptions { filters: Some(owner_filters(owner, &[])) }))
             .await
-            .map_err(|e| unreachable_or(e, RuntimeError::Other))?;
+            .map_err(|e| unreachable_or(&e, RuntimeError::Other))?;
         let mut infos: Vec<PodInfo> = pods.into_iter().map(|(name, containers)| pod_info(name, &containers)).collect();
         for volume in volumes.volumes.unwrap_or_default() {
             let pod = volume.labels.get(label_keys::POD).cloned().unwrap_or_default();
@@ -265,19 +305,27 @@ impl Runtime for DockerRuntime {
         let mine = owner_filters(owner, &[(label_keys::POD, name)]);
         // The agent first: it lives in dind's network namespace.
         let mut containers = self.containers(mine.clone()).await?;
-        containers.sort_by_key(|c| c.labels.as_ref().and_then(|l| l.get(label_keys::CONTAINER)).map(|n| n != AGENT_CONTAINER));
+        containers.sort_by_key(|c| {
+            c.labels.as_ref().and_then(|l| l.get(label_keys::CONTAINER)).map(|n| n != AGENT_CONTAINER)
+        });
         for container in containers {
             let id = container.id.unwrap_or_default();
-            match docker.remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() })).await {
+            match docker
+                .remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
+                .await
+            {
                 Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-                Err(e) => return Err(unreachable_or(e, RuntimeError::Other)),
+                Err(e) => return Err(unreachable_or(&e, RuntimeError::Other)),
             }
         }
-        let volumes = docker.list_volumes(Some(ListVolumesOptions { filters: Some(mine) })).await.map_err(|e| unreachable_or(e, RuntimeError::Other))?;
+        let volumes = docker
+            .list_volumes(Some(ListVolumesOptions { filters: Some(mine) }))
+            .await
+            .map_err(|e| unreachable_or(&e, RuntimeError::Other))?;
         for volume in volumes.volumes.unwrap_or_default() {
             match docker.remove_volume(&volume.name, Some(RemoveVolumeOptions { force: true })).await {
                 Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-                Err(e) => return Err(unreachable_or(e, RuntimeError::Other)),
+                Err(e) => return Err(unreachable_or(&e, RuntimeError::Other)),
             }
         }
         Ok(())
@@ -314,9 +362,15 @@ fn pod_info(name: String, containers: &[ContainerSummary]) -> PodInfo {
             .map(|c| (c.state, c.status.clone().unwrap_or_default()))
     };
     let phase = match (state(DIND_CONTAINER), state(AGENT_CONTAINER)) {
-        (Some((Some(ContainerSummaryStateEnum::RUNNING), _)), Some((Some(ContainerSummaryStateEnum::RUNNING), _))) => PodPhase::Running,
-        (Some((Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD), status)), _) => PodPhase::Stopped(format!("dind {status}")),
-        (_, Some((Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD), status))) => PodPhase::Stopped(format!("agent {status}")),
+        (Some((Some(ContainerSummaryStateEnum::RUNNING), _)), Some((Some(ContainerSummaryStateEnum::RUNNING), _))) => {
+            PodPhase::Running
+        }
+        (Some((Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD), status)), _) => {
+            PodPhase::Stopped(format!("dind {status}"))
+        }
+        (_, Some((Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD), status))) => {
+            PodPhase::Stopped(format!("agent {status}"))
+        }
         (None, Some(_)) => PodPhase::Stopped("dind container is missing".into()),
         _ => PodPhase::Starting,
     };
@@ -341,14 +395,19 @@ impl RuntimeProvider for EngineProvider {
         match cluster.runtime {
             RuntimeKind::Docker => {
                 let mut engines = self.engines.lock().unwrap();
-                let engine = engines.entry(cluster.id()).or_insert_with(|| Arc::new(DockerRuntime::new(cluster.docker.clone())));
+                let engine =
+                    engines.entry(cluster.id()).or_insert_with(|| Arc::new(DockerRuntime::new(cluster.docker.clone())));
                 if engine.connection != cluster.docker {
                     *engine = Arc::new(DockerRuntime::new(cluster.docker.clone()));
                 }
                 Ok(engine.clone() as Arc<dyn Runtime>)
             }
-            RuntimeKind::Kubernetes => Err(RuntimeError::Rejected("the kubernetes runtime is not available in this release yet: use runtime = docker".into())),
-            RuntimeKind::Memory => Err(RuntimeError::Rejected("runtime = memory is for tests: start the service with --allow-memory-runtime".into())),
+            RuntimeKind::Kubernetes => Err(RuntimeError::Rejected(
+                "the kubernetes runtime is not available in this release yet: use runtime = docker".into(),
+            )),
+            RuntimeKind::Memory => Err(RuntimeError::Rejected(
+                "runtime = memory is for tests: start the service with --allow-memory-runtime".into(),
+            )),
         }
     }
 }

@@ -46,7 +46,10 @@ impl Service {
         };
         let server = self.server_info().await.map_err(|e| Error::Internal(e.to_string()))?;
         let Some(go_server_url) = cluster.settings.go_server_url.clone().or(server.secure_site_url) else {
-            return refuse("go_server_url is blank and GoCD has no secure site URL: set go_server_url in the cluster profile".into());
+            return refuse(
+                "go_server_url is blank and GoCD has no secure site URL: set go_server_url in the cluster profile"
+                    .into(),
+            );
         };
 
         let lock = self.create_lock(&cluster.id);
@@ -65,42 +68,32 @@ impl Service {
             registry.cluster_pods(&cluster.id)
         };
         let registered = self.registered_agents().await;
-        let limits = Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
+        let limits =
+            Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
         match agents::plan_create(&pods, &registered, job.job_id, limits) {
             CreateDecision::AlreadyExists(name) => {
                 info!(pod = %name, "a pod for this job exists; nothing to do");
                 Ok(())
             }
             CreateDecision::PendingLimit { pending, max } => {
-                self.limit_reached(&cluster, job, format!("{pending} agent pods are waiting to register (max_pending_agents = {max})"));
+                self.limit_reached(
+                    &cluster,
+                    job,
+                    &format!("{pending} agent pods are waiting to register (max_pending_agents = {max})"),
+                );
                 Ok(())
             }
             CreateDecision::TotalLimit { total, max } => {
-                self.limit_reached(&cluster, job, format!("{total} agent pods exist (max_running_agents = {max})"));
+                self.limit_reached(&cluster, job, &format!("{total} agent pods exist (max_running_agents = {max})"));
                 Ok(())
             }
             CreateDecision::Create => {
                 let name = pod::new_name();
-                let tls = tls::mint(&name).map_err(|e| Error::Internal(format!("minting TLS material: {e}")))?;
-                let built = pod::build(&PodRequest {
-                    name: &name,
-                    ownership: &cluster.owner,
-                    go_server_url: &go_server_url,
-                    cluster: &cluster.settings,
-                    elastic: &elastic,
-                    job,
-                    environment: req.environment.as_deref(),
-                    auto_register_key: &req.auto_register_key,
-                    tls: &tls,
-                });
-                let built = match built {
+                let built = match Self::build_pod(&cluster, &elastic, &req, &go_server_url, &name) {
                     Ok(p) => p,
-                    Err(e) => return refuse(e.to_string()),
+                    Err(Error::Unprocessable(message)) => return refuse(message),
+                    Err(other) => return Err(other),
                 };
-                let unsupported = cluster.runtime.unsupported(&built);
-                if !unsupported.is_empty() {
-                    return refuse(format!("the {} runtime cannot run this pod: {}", cluster.describe(), unsupported.join("; ")));
-                }
                 self.registry.lock().unwrap().insert_creating(cluster.id.clone(), &name, job, self.clock.now());
                 let service = Arc::clone(self);
                 let job = job.clone();
@@ -108,6 +101,38 @@ impl Service {
                 Ok(())
             }
         }
+    }
+
+    /// The pod for one job, checked against what its runtime can honour.
+    fn build_pod(
+        cluster: &Cluster,
+        elastic: &ElasticSettings,
+        req: &CreateAgentRequest,
+        go_server_url: &str,
+        name: &str,
+    ) -> Result<AgentPod> {
+        let tls = tls::mint(name).map_err(|e| Error::Internal(format!("minting TLS material: {e}")))?;
+        let built = pod::build(&PodRequest {
+            name,
+            ownership: &cluster.owner,
+            go_server_url,
+            cluster: &cluster.settings,
+            elastic,
+            job: &req.job_identifier,
+            environment: req.environment.as_deref(),
+            auto_register_key: &req.auto_register_key,
+            tls: &tls,
+        })
+        .map_err(|e| Error::Unprocessable(e.to_string()))?;
+        let unsupported = cluster.runtime.unsupported(&built);
+        if !unsupported.is_empty() {
+            let problems = unsupported.join("; ");
+            return Err(Error::Unprocessable(format!(
+                "the {} runtime cannot run this pod: {problems}",
+                cluster.describe()
+            )));
+        }
+        Ok(built)
     }
 
     async fn start_pod(&self, cluster: Cluster, pod: AgentPod, job: crate::protocol::JobIdentifier) {
@@ -129,10 +154,18 @@ impl Service {
             }
             Err(e) => {
                 let reason = e.to_string();
-                self.metrics.pod_create_failures.get_or_create(&crate::metrics::Reason { reason: failure_kind(&e).into() }).inc();
+                self.metrics
+                    .pod_create_failures
+                    .get_or_create(&crate::metrics::Reason { reason: failure_kind(&e).into() })
+                    .inc();
                 let mut registry = self.registry.lock().unwrap();
                 registry.remove(&name);
-                registry.record_failure(Failure { job_id: job.job_id, pod: name.clone(), at: self.clock.now(), reason: reason.clone() });
+                registry.record_failure(Failure {
+                    job_id: job.job_id,
+                    pod: name.clone(),
+                    at: self.clock.now(),
+                    reason: reason.clone(),
+                });
                 drop(registry);
                 warn!(pod = %name, error = %reason, "pod failed to start and was removed");
                 self.console(&job, format!("Agent pod {name} failed to start and was removed: {reason}"));
@@ -140,7 +173,7 @@ impl Service {
         }
     }
 
-    fn limit_reached(&self, cluster: &Cluster, job: &crate::protocol::JobIdentifier, why: String) {
+    fn limit_reached(&self, cluster: &Cluster, job: &crate::protocol::JobIdentifier, why: &str) {
         let text = format!("gocd-dind ({}): {why}; job {} waits for a free slot.", cluster.describe(), job.path());
         info!(cluster = %cluster.id, "{why}");
         self.console(job, format!("Not creating an agent pod yet: {why}. GoCD will ask again."));
@@ -151,7 +184,11 @@ impl Service {
     pub fn should_assign_work(self: &Arc<Self>, req: &ShouldAssignWorkRequest) -> bool {
         let registry = self.registry.lock().unwrap();
         if let Some(record) = registry.get(&req.agent.agent_id) {
-            return agents::should_assign(Some(record.info.job_id), record.lifecycle == Lifecycle::Terminating, req.job_identifier.job_id);
+            return agents::should_assign(
+                Some(record.info.job_id),
+                record.lifecycle == Lifecycle::Terminating,
+                req.job_identifier.job_id,
+            );
         }
         drop(registry);
         // Unknown agent: after a restart the registry is empty until the next listing.
@@ -237,7 +274,11 @@ impl Service {
                 Ok(pods) => {
                     self.registry.lock().unwrap().refresh(&cluster.id, pods);
                     let pods = self.registry.lock().unwrap().cluster_pods(&cluster.id);
-                    snapshots.push(ClusterSnapshot { cluster: cluster.id.clone(), pods, auto_register_timeout: cluster.settings.auto_register_timeout });
+                    snapshots.push(ClusterSnapshot {
+                        cluster: cluster.id.clone(),
+                        pods,
+                        auto_register_timeout: cluster.settings.auto_register_timeout,
+                    });
                     clusters.push(cluster);
                 }
                 Err(e) => {
@@ -253,7 +294,7 @@ impl Service {
                 return Ok(());
             }
         };
-        *self.last_agents.lock().unwrap() = agents.clone();
+        self.last_agents.lock().unwrap().clone_from(&agents);
         let actions = agents::plan_ping(&snapshots, &agents, self.clock.now(), complete);
         self.execute(&clusters, actions).await;
         self.clear_resolved_limits(&clusters, &agents);
@@ -295,7 +336,10 @@ impl Service {
         let registered = agents.iter().map(|a| a.agent_id.clone()).collect();
         for cluster in clusters.iter().filter(|c| self.has_health(&c.id)) {
             let pods = self.registry.lock().unwrap().cluster_pods(&cluster.id);
-            let limits = Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
+            let limits = Limits {
+                max_pending: cluster.settings.max_pending_agents,
+                max_total: cluster.settings.max_running_agents,
+            };
             // A job id no pod has: would a new pod be allowed now?
             if agents::plan_create(&pods, &registered, i64::MIN, limits) == CreateDecision::Create {
                 self.set_health(&cluster.id, None);

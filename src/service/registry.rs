@@ -60,7 +60,13 @@ impl Registry {
     }
 
     pub fn insert_creating(&mut self, cluster: ClusterId, name: &str, job: &JobIdentifier, now: SystemTime) {
-        let info = PodInfo { name: name.to_owned(), job_id: job.job_id, job: Some(job.clone()), created: now, phase: PodPhase::Starting };
+        let info = PodInfo {
+            name: name.to_owned(),
+            job_id: job.job_id,
+            job: Some(job.clone()),
+            created: now,
+            phase: PodPhase::Starting,
+        };
         self.pods.insert(name.to_owned(), PodRecord { cluster, info, lifecycle: Lifecycle::Creating });
     }
 
@@ -78,7 +84,9 @@ impl Registry {
     /// still being created (they may not be listed yet) and what only we know.
     pub fn refresh(&mut self, cluster: &ClusterId, listed: Vec<PodInfo>) {
         let listed: HashMap<String, PodInfo> = listed.into_iter().map(|p| (p.name.clone(), p)).collect();
-        self.pods.retain(|name, record| &record.cluster != cluster || record.lifecycle == Lifecycle::Creating || listed.contains_key(name));
+        self.pods.retain(|name, record| {
+            &record.cluster != cluster || record.lifecycle == Lifecycle::Creating || listed.contains_key(name)
+        });
         for (name, mut info) in listed {
             match self.pods.get_mut(&name) {
                 Some(record) => {

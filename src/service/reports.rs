@@ -39,11 +39,23 @@ impl Service {
     pub async fn cluster_view(&self, props: &Properties) -> ClusterView {
         let settings = match self.parse_cluster(props) {
             Ok(s) => s,
-            Err(e) => return ClusterView { description: "invalid cluster profile".into(), error: Some(e), ..ClusterView::default() },
+            Err(e) => {
+                return ClusterView {
+                    description: "invalid cluster profile".into(),
+                    error: Some(e),
+                    ..ClusterView::default()
+                }
+            }
         };
         let cluster = match self.cluster(settings).await {
             Ok(c) => c,
-            Err(e) => return ClusterView { description: "unresolved cluster profile".into(), error: Some(e), ..ClusterView::default() },
+            Err(e) => {
+                return ClusterView {
+                    description: "unresolved cluster profile".into(),
+                    error: Some(e),
+                    ..ClusterView::default()
+                }
+            }
         };
         let s = &cluster.settings;
         let mut view = ClusterView {
@@ -112,7 +124,10 @@ impl Service {
                 Err(e) => view.error = Some(e.to_string()),
             }
         }
-        let name = req.elastic_agent_id.clone().or_else(|| self.registry.lock().unwrap().find_by_job(job_id).map(|r| r.info.name.clone()));
+        let name = req
+            .elastic_agent_id
+            .clone()
+            .or_else(|| self.registry.lock().unwrap().find_by_job(job_id).map(|r| r.info.name.clone()));
         view.failure = self.registry.lock().unwrap().last_failure(job_id).cloned();
         if let Some(name) = &name {
             view.row = self.rows(|r| &r.info.name == name).into_iter().next();

@@ -1,4 +1,4 @@
-use std::fmt;
+use std::fmt::{self, Write};
 use std::time::Duration;
 
 use super::{unknown_keys, Field};
@@ -100,6 +100,7 @@ impl ClusterSettings {
     }
 
     /// Every problem with the profile at once, or the settings.
+    #[allow(clippy::too_many_lines)] // one short stanza per profile key reads best
     pub fn parse(props: &Properties, allow_memory_runtime: bool) -> Result<Self, Vec<ValidationError>> {
         let mut errors = Vec::new();
         unknown_keys(props, FIELDS, &mut errors);
@@ -129,7 +130,10 @@ impl ClusterSettings {
             "privileged" => DindSecurity::Privileged,
             "capabilities" => DindSecurity::Capabilities,
             other => {
-                check("dind_security", Err(format!("'{other}' is not a dind security mode: use privileged or capabilities")));
+                check(
+                    "dind_security",
+                    Err(format!("'{other}' is not a dind security mode: use privileged or capabilities")),
+                );
                 DindSecurity::Privileged
             }
         };
@@ -151,18 +155,29 @@ impl ClusterSettings {
         if let Some(host) = &docker.host {
             let known = ["unix://", "tcp://", "http://", "https://"];
             if !known.iter().any(|scheme| host.starts_with(scheme)) {
-                check("docker_host", Err(format!("'{host}' is not a Docker address: use unix:///path or tcp://host:port")));
+                check(
+                    "docker_host",
+                    Err(format!("'{host}' is not a Docker address: use unix:///path or tcp://host:port")),
+                );
             }
         }
         let tls_parts = [&docker.ca_cert, &docker.client_cert, &docker.client_key];
         let given = tls_parts.iter().filter(|part| part.is_some()).count();
         if given != 0 && given != 3 {
-            check("docker_client_cert", Err("Docker over TLS needs all three of docker_ca_cert, docker_client_cert and docker_client_key".into()));
+            check(
+                "docker_client_cert",
+                Err("Docker over TLS needs all three of docker_ca_cert, docker_client_cert and docker_client_key"
+                    .into()),
+            );
         }
         if given == 3 && docker.host.as_deref().is_none_or(|h| !h.starts_with("tcp://") && !h.starts_with("https://")) {
             check("docker_host", Err("Docker over TLS needs a tcp:// docker_host".into()));
         }
-        for (key, pem) in [("docker_ca_cert", &docker.ca_cert), ("docker_client_cert", &docker.client_cert), ("kubernetes_cluster_ca_cert", &props.get("kubernetes_cluster_ca_cert").map(str::to_owned))] {
+        for (key, pem) in [
+            ("docker_ca_cert", &docker.ca_cert),
+            ("docker_client_cert", &docker.client_cert),
+            ("kubernetes_cluster_ca_cert", &props.get("kubernetes_cluster_ca_cert").map(str::to_owned)),
+        ] {
             if pem.as_deref().is_some_and(|p| !p.contains("-----BEGIN CERTIFICATE-----")) {
                 check(key, Err("must be a PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
             }
@@ -213,8 +228,12 @@ impl ClusterSettings {
             ),
             RuntimeKind::Memory => String::new(),
         };
-        let digest = ring::digest::digest(&ring::digest::SHA256, format!("{}\n{place}", self.runtime.as_str()).as_bytes());
-        ClusterId(digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect())
+        let digest =
+            ring::digest::digest(&ring::digest::SHA256, format!("{}\n{place}", self.runtime.as_str()).as_bytes());
+        ClusterId(digest.as_ref()[..6].iter().fold(String::new(), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        }))
     }
 }
 
@@ -298,7 +317,12 @@ mod tests {
     #[test]
     fn every_bad_value_is_reported() {
         let errors = ClusterSettings::parse(
-            &props(&[("runtime", "swarm"), ("go_server_url", "http://gocd:8153/gocd"), ("max_pending_agents", "ten"), ("pending_pods_count", "3")]),
+            &props(&[
+                ("runtime", "swarm"),
+                ("go_server_url", "http://gocd:8153/gocd"),
+                ("max_pending_agents", "ten"),
+                ("pending_pods_count", "3"),
+            ]),
             false,
         )
         .unwrap_err();

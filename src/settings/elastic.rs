@@ -73,7 +73,10 @@ impl ElasticSettings {
         if let Some(text) = props.get("PodSpecPatch") {
             match serde_json::from_str::<serde_json::Value>(text) {
                 Ok(serde_json::Value::Object(patch)) => settings.pod_spec_patch = Some(patch),
-                Ok(_) => errors.push(ValidationError::new("PodSpecPatch", "must be a JSON object, e.g. {\"nodeSelector\": {\"pool\": \"ci\"}}")),
+                Ok(_) => errors.push(ValidationError::new(
+                    "PodSpecPatch",
+                    "must be a JSON object, e.g. {\"nodeSelector\": {\"pool\": \"ci\"}}",
+                )),
                 Err(e) => errors.push(ValidationError::new("PodSpecPatch", format!("is not valid JSON: {e}"))),
             }
         }
@@ -138,7 +141,10 @@ mod tests {
     #[test]
     fn environment_values_keep_their_equals_signs() {
         let s = ElasticSettings::parse(&props(&[("Environment", "A=x=y\n# note\n\nB=")])).unwrap();
-        assert_eq!(s.environment, [EnvVar { name: "A".into(), value: "x=y".into() }, EnvVar { name: "B".into(), value: String::new() }]);
+        assert_eq!(
+            s.environment,
+            [EnvVar { name: "A".into(), value: "x=y".into() }, EnvVar { name: "B".into(), value: String::new() }]
+        );
     }
 
     #[test]

@@ -62,11 +62,10 @@ const UNITS: [(&str, u64); 8] = [
 impl Memory {
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let bad = || format!("'{text}' is not a size: use a number with Ki, Mi, Gi, Ti, k, M, G or T, like 512Mi or 4Gi");
-        let (number, unit) = UNITS
-            .iter()
-            .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n, *unit)))
-            .unwrap_or((text, 1));
+        let bad =
+            || format!("'{text}' is not a size: use a number with Ki, Mi, Gi, Ti, k, M, G or T, like 512Mi or 4Gi");
+        let (number, unit) =
+            UNITS.iter().find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n, *unit))).unwrap_or((text, 1));
         let bytes = number.parse::<u64>().map_err(|_| bad())?.checked_mul(unit).ok_or_else(bad)?;
         if bytes < 4 << 20 {
             return Err(format!("'{text}' is below 4Mi, too small for a container"));

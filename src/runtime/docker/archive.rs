@@ -47,7 +47,12 @@ impl PrivateDir {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.0.join(name);
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?.write_all(contents.as_bytes())?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?
+            .write_all(contents.as_bytes())?;
         Ok(path)
     }
 }

@@ -53,14 +53,47 @@ pub fn volume_name(pod: &str, volume: &str) -> String {
     format!("{pod}-{volume}")
 }
 
+const POD_FIELDS: &[&str] = &[
+    "restartPolicy",
+    "automountServiceAccountToken",
+    "enableServiceLinks",
+    "terminationGracePeriodSeconds",
+    "initContainers",
+    "containers",
+    "volumes",
+];
+
+const CONTAINER_FIELDS: &[&str] = &[
+    "name",
+    "image",
+    "imagePullPolicy",
+    "command",
+    "args",
+    "env",
+    "restartPolicy",
+    "securityContext",
+    "startupProbe",
+    "resources",
+    "volumeMounts",
+    "workingDir",
+];
+
+const SECURITY_FIELDS: &[&str] = &[
+    "privileged",
+    "allowPrivilegeEscalation",
+    "capabilities",
+    "seccompProfile",
+    "appArmorProfile",
+    "procMount",
+    "runAsUser",
+    "runAsGroup",
+];
+
 /// Everything in the pod this translation does not honour, by JSON path.
 pub fn unsupported(pod: &AgentPod) -> Vec<String> {
     let Some(spec) = &pod.pod.spec else { return vec!["the pod has no spec".into()] };
     let mut problems = Vec::new();
     let spec_json = serde_json::to_value(spec).unwrap_or_default();
-    const POD_FIELDS: &[&str] = &["restartPolicy", "automountServiceAccountToken", "enableServiceLinks", "terminationGracePeriodSeconds", "initContainers", "containers", "volumes"];
-    const CONTAINER_FIELDS: &[&str] = &["name", "image", "imagePullPolicy", "command", "args", "env", "restartPolicy", "securityContext", "startupProbe", "resources", "volumeMounts", "workingDir"];
-    const SECURITY_FIELDS: &[&str] = &["privileged", "allowPrivilegeEscalation", "capabilities", "seccompProfile", "appArmorProfile", "procMount", "runAsUser", "runAsGroup"];
     unknown_fields(&spec_json, POD_FIELDS, "spec", &mut problems);
     let init = spec.init_containers.iter().flatten();
     if spec.containers.len() != 1 || spec.init_containers.as_ref().is_none_or(|i| i.len() != 1) {
@@ -85,7 +118,12 @@ pub fn unsupported(pod: &AgentPod) -> Vec<String> {
         }
         for mount in container.volume_mounts.iter().flatten() {
             let json = serde_json::to_value(mount).unwrap_or_default();
-            unknown_fields(&json, &["name", "mountPath", "readOnly"], &format!("{path}.volumeMounts[{}]", mount.name), &mut problems);
+            unknown_fields(
+                &json,
+                &["name", "mountPath", "readOnly"],
+                &format!("{path}.volumeMounts[{}]", mount.name),
+                &mut problems,
+            );
         }
     }
     for volume in spec.volumes.iter().flatten() {
@@ -130,7 +168,13 @@ pub fn translate(pod: &AgentPod) -> Result<DockerPod, Vec<String>> {
     let dind_name = container_name(&name, &dind_spec.name);
     let probe = dind_spec.startup_probe.as_ref();
     Ok(DockerPod {
-        volumes: spec.volumes.iter().flatten().filter(|v| v.empty_dir.is_some()).map(|v| volume_name(&name, &v.name)).collect(),
+        volumes: spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter(|v| v.empty_dir.is_some())
+            .map(|v| volume_name(&name, &v.name))
+            .collect(),
         dind: plan(&name, dind_spec, spec, &pod.secret, &labels, None),
         agent: plan(&name, agent_spec, spec, &pod.secret, &labels, Some(&dind_name)),
         probe: probe.and_then(|p| p.exec.as_ref()).and_then(|e| e.command.clone()).unwrap_or_default(),
@@ -141,7 +185,14 @@ pub fn translate(pod: &AgentPod) -> Result<DockerPod, Vec<String>> {
     })
 }
 
-fn plan(pod: &str, c: &Container, spec: &PodSpec, secret: &Secret, labels: &HashMap<String, String>, join: Option<&str>) -> ContainerPlan {
+fn plan(
+    pod: &str,
+    c: &Container,
+    spec: &PodSpec,
+    secret: &Secret,
+    labels: &HashMap<String, String>,
+    join: Option<&str>,
+) -> ContainerPlan {
     let volumes: BTreeMap<&str, &Volume> = spec.volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
     let secret_data = secret.data.clone().unwrap_or_default();
     let mut mounts = Vec::new();
@@ -160,7 +211,11 @@ fn plan(pod: &str, c: &Container, spec: &PodSpec, secret: &Secret, labels: &Hash
             let mode = source.default_mode.map_or(0o440, |m| u32::try_from(m).unwrap_or(0o440));
             for item in source.items.iter().flatten() {
                 if let Some(bytes) = secret_data.get(&item.key) {
-                    files.push(File { path: format!("{}/{}", m.mount_path.trim_end_matches('/'), item.path), contents: bytes.0.clone(), mode });
+                    files.push(File {
+                        path: format!("{}/{}", m.mount_path.trim_end_matches('/'), item.path),
+                        contents: bytes.0.clone(),
+                        mode,
+                    });
                 }
             }
         }
@@ -178,8 +233,11 @@ fn plan(pod: &str, c: &Container, spec: &PodSpec, secret: &Secret, labels: &Hash
     });
     let limits = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
     let requests = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
-    let cpu = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| q.and_then(|q| crate::settings::Cpu::parse(&q.0).ok());
-    let memory = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| q.and_then(|q| q.0.parse::<i64>().ok());
+    let cpu = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
+        q.and_then(|q| crate::settings::Cpu::parse(&q.0).ok())
+    };
+    let memory =
+        |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| q.and_then(|q| q.0.parse::<i64>().ok());
     let mut container_labels = labels.clone();
     container_labels.insert(label_keys::CONTAINER.into(), c.name.clone());
     let security = c.security_context.clone().unwrap_or_default();
