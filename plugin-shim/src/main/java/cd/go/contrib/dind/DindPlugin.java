@@ -11,6 +11,7 @@ import com.thoughtworks.go.plugin.api.request.GoPluginApiRequest;
 import com.thoughtworks.go.plugin.api.response.GoPluginApiResponse;
 
 import java.io.IOException;
+import java.net.InetSocketAddress;
 import java.util.List;
 import java.util.function.Function;
 
@@ -113,7 +114,7 @@ public class DindPlugin implements GoPlugin {
     }
 
     /** The bridge's bound address, or null when it is not running (tests). */
-    synchronized java.net.InetSocketAddress bridgeAddress() {
+    synchronized InetSocketAddress bridgeAddress() {
         return bridge == null ? null : bridge.address();
     }
 

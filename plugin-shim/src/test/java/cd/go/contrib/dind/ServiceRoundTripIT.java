@@ -61,7 +61,7 @@ class ServiceRoundTripIT {
     static void startTheService() throws Exception {
         String binary = System.getProperty("gocd.dind.binary");
         if (binary == null || binary.isBlank()) {
-            fail("ServiceRoundTripIT needs the Rust service binary: run `mvn -B verify -Dgocd.dind.binary=/path/to/gocd-dind`"
+            fail("ServiceRoundTripIT needs the Rust service binary: run `mvn -B verify -Pround-trip -Dgocd.dind.binary=/path/to/gocd-dind`"
                     + " (build it first with `cargo build` at the repository root; the binary is target/debug/gocd-dind)");
         }
         Path executable = Path.of(binary).toAbsolutePath();
