@@ -85,12 +85,11 @@ pub fn create_agent_body(cluster: &Value, job_id: i64) -> Value {
     })
 }
 
-/// Containers and volumes carrying our ownership label on the engine.
-pub async fn leftovers(docker: &Docker) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let filters = std::collections::HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{}={MANAGED_BY}", label_keys::MANAGED_BY)],
-    )]);
+/// Containers and volumes of one pod (every object carries the ownership labels and its
+/// pod's name) left on the engine.
+pub async fn leftovers(docker: &Docker, pod: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let labels = vec![format!("{}={MANAGED_BY}", label_keys::MANAGED_BY), format!("{}={pod}", label_keys::POD)];
+    let filters = std::collections::HashMap::from([("label".to_owned(), labels)]);
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -204,7 +203,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let completion = json!({"elastic_agent_id": name, "job_identifier": job_identifier(job_id), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": {}});
     harness.gocd.set_agent(&name, "Idle", "Enabled");
     let (status, _) = harness.send("cd.go.elastic-agent.job-completion", &completion).await?;
-    let (containers, volumes) = leftovers(&docker).await?;
+    let (containers, volumes) = leftovers(&docker, &name).await?;
     if status != 200 || !containers.is_empty() || !volumes.is_empty() {
         bail!("teardown left containers {containers:?} and volumes {volumes:?}");
     }
@@ -214,7 +213,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (phase, took) in phases {
         println!("  {phase:<60} {:>9.2}", took.as_secs_f64());
     }
-    println!("\ndemo passed: nothing labelled {}={MANAGED_BY} is left on the engine", label_keys::MANAGED_BY);
+    println!("\ndemo passed: no container or volume of pod {name} is left on the engine");
     Ok(())
 }
 
