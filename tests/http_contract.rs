@@ -361,3 +361,29 @@ async fn report_values_are_html_escaped() {
     assert!(!answer.contains("<script>"), "{answer}");
     assert!(answer.contains("&lt;script&gt;"));
 }
+
+#[tokio::test]
+async fn elastic_profile_validation_refuses_what_the_pod_cannot_run() {
+    let h = memory_harness().await;
+    let validate = |profile: Value| {
+        let h = &h;
+        async move {
+            let (status, answer) =
+                h.harness.send("cd.go.elastic-agent.validate-elastic-agent-profile", &profile).await.unwrap();
+            assert_eq!(status, 200);
+            serde_json::from_str::<Vec<Value>>(&answer).unwrap()
+        }
+    };
+    let errors = validate(json!({"DockerStorageSize": "20Gi"})).await;
+    assert_eq!(errors[0]["key"], "DockerStorageSize", "{errors:?}");
+    let errors = validate(json!({"PodSpecPatch": r#"{"nodeSelector": {"pool": "ci"}}"#})).await;
+    assert!(errors[0]["message"].as_str().unwrap().contains("nodeSelector"), "{errors:?}");
+    let errors = validate(
+        json!({"PodSpecPatch": r#"{"volumes": [{"name": "s", "hostPath": {"path": "/var/run/docker.sock"}}]}"#}),
+    )
+    .await;
+    assert!(errors[0]["message"].as_str().unwrap().contains("hostPath"), "{errors:?}");
+    let errors =
+        validate(json!({"PodSpecPatch": r#"{"containers": [{"name": "agent", "workingDir": "/godata"}]}"#})).await;
+    assert!(errors.is_empty(), "a patch Docker can run was refused: {errors:?}");
+}

@@ -4,9 +4,12 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::protocol::{Properties, ValidationError};
+use crate::pod::{self, Ownership, PodRequest};
+use crate::protocol::{JobIdentifier, Properties, ValidationError};
+use crate::runtime::docker::translate;
 use crate::service::Service;
 use crate::settings::{ClusterSettings, ElasticSettings};
+use crate::tls::PodTls;
 
 const ICON: &str = include_str!("icon.svg");
 
@@ -23,7 +26,46 @@ pub fn cluster_metadata() -> Value {
 }
 
 pub fn validate_elastic(props: &Properties) -> Value {
-    json!(ElasticSettings::parse(props).err().unwrap_or_default())
+    match ElasticSettings::parse(props) {
+        Err(errors) => json!(errors),
+        Ok(elastic) => json!(fits_the_pod(&elastic)),
+    }
+}
+
+/// Builds a sample pod from the profile so a patch that breaks the pod's invariants, or
+/// a field the Docker runtime cannot honour, is refused when the profile is saved rather
+/// than at the first job. Every cluster profile this release accepts runs on Docker.
+fn fits_the_pod(elastic: &ElasticSettings) -> Vec<ValidationError> {
+    let mut cluster = ClusterSettings::parse(&Properties::default(), false).expect("the defaults are valid");
+    cluster.agent_image = Some("validation".into());
+    let tls = PodTls {
+        ca_cert: String::new(),
+        server_cert: String::new(),
+        server_key: String::new(),
+        client_cert: String::new(),
+        client_key: String::new(),
+    };
+    let built = pod::build(&PodRequest {
+        name: "validation",
+        ownership: &Ownership::new("validation", cluster.id()),
+        go_server_url: "https://gocd.example.com/go",
+        cluster: &cluster,
+        elastic,
+        job: &JobIdentifier::default(),
+        environment: None,
+        auto_register_key: "",
+        tls: &tls,
+    });
+    match built {
+        Err(e) => vec![ValidationError::new("PodSpecPatch", e.to_string())],
+        Ok(pod) => translate::unsupported(&pod)
+            .into_iter()
+            .map(|problem| {
+                let key = if problem.contains("DockerStorageSize") { "DockerStorageSize" } else { "PodSpecPatch" };
+                ValidationError::new(key, problem)
+            })
+            .collect(),
+    }
 }
 
 pub fn validate_cluster(service: &Service, props: &Properties) -> Value {

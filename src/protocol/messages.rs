@@ -23,7 +23,7 @@ impl Properties {
 
 /// GoCD's job identifier. `job_id` is the database build id: unique per job run, and the
 /// key every decision uses. `stage_counter` is a string on the wire, the others numbers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobIdentifier {
     pub job_id: i64,
     #[serde(default)]
