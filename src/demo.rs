@@ -166,25 +166,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let pod = wait_for(Duration::from_secs(180), "the pod to come up", || {
         let service = service.clone();
         async move {
-            let registry = service.registry.lock().unwrap();
-            registry.last_failure(job_id).is_some()
-                || registry.find_by_job(job_id).is_some_and(|r| r.lifecycle == crate::service::Lifecycle::Live)
+            service.last_failure(job_id).is_some()
+                || service.pod_of_job(job_id).is_some_and(|r| r.lifecycle == crate::service::Lifecycle::Live)
         }
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\njob console:\n{}", harness.gocd.console_text()))?;
-    if let Some(failure) = harness.service.registry.lock().unwrap().last_failure(job_id) {
+    if let Some(failure) = harness.service.last_failure(job_id) {
         bail!("the pod failed to start: {}", failure.reason);
     }
     phases.push(("create-agent -> dockerd answers over TLS, agent started", pod));
-    let name = harness
-        .service
-        .registry
-        .lock()
-        .unwrap()
-        .find_by_job(job_id)
-        .map(|r| r.info.name.clone())
-        .context("pod vanished")?;
+    let name = harness.service.pod_of_job(job_id).map(|r| r.info.name).context("pod vanished")?;
     println!("  pod {name} is up after {:.2} s", pod.as_secs_f64());
 
     // GoCD: the agent registers and asks for work.

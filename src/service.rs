@@ -131,6 +131,16 @@ impl Service {
         })
     }
 
+    /// The pod the service knows for a job, if any.
+    pub fn pod_of_job(&self, job_id: i64) -> Option<PodRecord> {
+        self.registry.lock().unwrap().find_by_job(job_id).cloned()
+    }
+
+    /// Why the last pod for a job could not be started.
+    pub fn last_failure(&self, job_id: i64) -> Option<Failure> {
+        self.registry.lock().unwrap().last_failure(job_id).cloned()
+    }
+
     pub(crate) fn known_cluster(&self, id: &ClusterId) -> Option<Cluster> {
         self.clusters.lock().unwrap().get(id).cloned()
     }

@@ -5,5 +5,6 @@ mod support;
 
 mod binary;
 mod docker_e2e;
+mod docker_remote;
 mod http_contract;
 pub mod lifecycle;

@@ -30,7 +30,15 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct DockerRuntime {
     connection: DockerConnection,
-    docker: OnceCell<Docker>,
+    docker: OnceCell<Engine>,
+}
+
+/// A connected client, and for a TLS engine the directory its key is read from: bollard
+/// reads the client certificate at every handshake, so the files live as long as the
+/// client (in a 0700 directory, removed when the runtime is dropped).
+struct Engine {
+    docker: Docker,
+    _tls_files: Option<archive::PrivateDir>,
 }
 
 impl DockerRuntime {
@@ -49,16 +57,16 @@ impl DockerRuntime {
     /// Connects on first use and agrees on an API version: engines as old as Debian's
     /// 20.10 (API 1.41) must work.
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
-        self.docker
+        let unreachable = |e: &dyn std::fmt::Display| RuntimeError::Unreachable(format!("{}: {e}", self.address()));
+        let engine = self
+            .docker
             .get_or_try_init(|| async {
-                let docker = connect(&self.connection)
-                    .map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))?;
-                docker
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))
+                let (docker, tls_files) = connect(&self.connection).map_err(|e| unreachable(&e))?;
+                let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
+                Ok::<_, RuntimeError>(Engine { docker, _tls_files: tls_files })
             })
-            .await
+            .await?;
+        Ok(&engine.docker)
     }
 
     async fn containers(&self, filters: HashMap<String, Vec<String>>) -> Result<Vec<ContainerSummary>, RuntimeError> {
@@ -175,24 +183,24 @@ impl DockerRuntime {
     }
 }
 
-fn connect(connection: &DockerConnection) -> Result<Docker, bollard::errors::Error> {
+fn connect(connection: &DockerConnection) -> Result<(Docker, Option<archive::PrivateDir>), bollard::errors::Error> {
     let (Some(host), Some(ca), Some(cert), Some(key)) =
         (&connection.host, &connection.ca_cert, &connection.client_cert, &connection.client_key)
     else {
-        return match &connection.host {
+        let docker = match &connection.host {
             Some(host) if host.starts_with("unix://") => {
                 Docker::connect_with_unix(host, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION)
             }
             Some(host) => Docker::connect_with_http(host, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION),
             None => Docker::connect_with_defaults().map(|d| d.with_timeout(Duration::from_secs(CALL_TIMEOUT))),
         };
+        return docker.map(|d| (d, None));
     };
-    // bollard reads TLS material from files, once, while connecting: a private directory
-    // that is removed right after.
     let dir = archive::PrivateDir::new()?;
     let path = |name: &str, pem: &str| dir.write(name, pem);
     let (ca, cert, key) = (path("ca.pem", ca)?, path("cert.pem", cert)?, path("key.pem", key)?);
-    Docker::connect_with_ssl(host, &key, &cert, &ca, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION)
+    let docker = Docker::connect_with_ssl(host, &key, &cert, &ca, CALL_TIMEOUT, bollard::API_DEFAULT_VERSION)?;
+    Ok((docker, Some(dir)))
 }
 
 async fn exec_succeeds(docker: &Docker, container: &str, command: &[String]) -> bool {

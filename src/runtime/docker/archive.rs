@@ -1,4 +1,5 @@
-//! Files into containers, and TLS material for bollard, without leaving them around.
+//! Files into containers, and TLS material for bollard in a private directory that
+//! disappears with the client.
 
 use std::path::PathBuf;
 

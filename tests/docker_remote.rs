@@ -1,0 +1,191 @@
+//! The Docker runtime against a remote engine over TLS with the profile's certificates,
+//! and a host that refuses privileged containers. Needs the engine `.ci/run` starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions};
+use bollard::Docker;
+use gocd_dind::clock::Clock;
+use gocd_dind::demo::{create_agent_body, wait_for, Harness};
+use gocd_dind::pod::{Ownership, DIND_CAPABILITIES};
+use gocd_dind::runtime::docker::{DockerRuntime, EngineProvider};
+use gocd_dind::runtime::{Runtime, Runtimes};
+use gocd_dind::service::ServiceOptions;
+use gocd_dind::settings::{ClusterId, DockerConnection};
+use serde_json::json;
+
+async fn docker() -> Docker {
+    let docker = Docker::connect_with_defaults().expect("Docker client");
+    docker
+        .negotiate_version()
+        .await
+        .expect("these tests need a Docker Engine: run `bash .ci/docker-up.sh` (scripts/test.sh does)")
+}
+
+/// A Docker Engine in a container, answering mutual TLS on a loopback port of the host:
+/// a "remote" engine as an operator would point `docker_host` at.
+struct RemoteEngine {
+    docker: Docker,
+    name: String,
+    port: u16,
+    tls: gocd_dind::tls::PodTls,
+}
+
+impl RemoteEngine {
+    async fn start() -> Self {
+        let docker = docker().await;
+        let tls = gocd_dind::tls::mint("remote-engine").unwrap();
+        let name = format!("gocd-dind-remote-engine-{}", std::process::id());
+        let script = r#"set -eu
+for d in $(awk '$2 ~ "^/sys/fs/cgroup/" && ($3 == "cgroup" || $3 == "cgroup2") { print $2 }' /proc/mounts); do
+  mount -o remount,rw,bind "$d"
+done
+[ -f /sys/fs/cgroup/cgroup.controllers ] && mount -o remount,rw /sys/fs/cgroup
+exec dockerd --host=tcp://0.0.0.0:2376 --tlsverify --tlscacert=/tls/ca.pem --tlscert=/tls/cert.pem --tlskey=/tls/key.pem"#;
+        let body = ContainerCreateBody {
+            image: Some("gocd-dind-test/dind:latest".into()),
+            entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
+            cmd: Some(vec![]),
+            exposed_ports: Some(vec!["2376/tcp".into()]),
+            host_config: Some(HostConfig {
+                cap_add: Some(DIND_CAPABILITIES.iter().map(|c| (*c).to_owned()).collect()),
+                security_opt: Some(vec!["seccomp=unconfined".into(), "apparmor=unconfined".into()]),
+                masked_paths: Some(vec![]),
+                readonly_paths: Some(vec![]),
+                mounts: Some(vec![Mount {
+                    target: Some("/var/lib/docker".into()),
+                    typ: Some(MountType::VOLUME),
+                    ..Mount::default()
+                }]),
+                port_bindings: Some(
+                    [(
+                        "2376/tcp".to_owned(),
+                        Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+                    )]
+                    .into(),
+                ),
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        };
+        docker
+            .create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+            .await
+            .unwrap();
+        let mut archive = tar::Builder::new(Vec::new());
+        for (file, pem) in
+            [("tls/ca.pem", &tls.ca_cert), ("tls/cert.pem", &tls.server_cert), ("tls/key.pem", &tls.server_key)]
+        {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(pem.len() as u64);
+            header.set_mode(0o600);
+            archive.append_data(&mut header, file, pem.as_bytes()).unwrap();
+        }
+        let tar = archive.into_inner().unwrap();
+        let options = UploadToContainerOptions { path: "/".into(), ..Default::default() };
+        docker.upload_to_container(&name, Some(options), bollard::body_full(tar.into())).await.unwrap();
+        docker.start_container(&name, None).await.unwrap();
+        let inspect = docker.inspect_container(&name, None).await.unwrap();
+        let port =
+            inspect.network_settings.and_then(|n| n.ports).and_then(|p| p.get("2376/tcp").cloned().flatten()).unwrap()
+                [0]
+            .host_port
+            .clone()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Self { docker, name, port, tls }
+    }
+
+    fn connection(&self, client_cert: &str, client_key: &str) -> DockerConnection {
+        DockerConnection {
+            host: Some(format!("tcp://127.0.0.1:{}", self.port)),
+            ca_cert: Some(self.tls.ca_cert.clone()),
+            client_cert: Some(client_cert.to_owned()),
+            client_key: Some(client_key.to_owned()),
+        }
+    }
+}
+
+impl Drop for RemoteEngine {
+    fn drop(&mut self) {
+        let (docker, name) = (self.docker.clone(), self.name.clone());
+        let handle = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            handle.block_on(async {
+                let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+                let _ = docker.remove_container(&name, Some(options)).await;
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_engine_is_reached_over_mutual_tls_with_the_profiles_certificates() {
+    let engine = RemoteEngine::start().await;
+    let runtime = DockerRuntime::new(engine.connection(&engine.tls.client_cert, &engine.tls.client_key));
+    let owner = Ownership::new("remote-test", ClusterId("remote".into()));
+    let mut last = String::new();
+    for _ in 0..120 {
+        match runtime.describe().await {
+            Ok(description) => {
+                last = description;
+                break;
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(last.contains("Docker Engine") && last.contains(&format!("127.0.0.1:{}", engine.port)), "{last}");
+    assert!(runtime.list_pods(&owner).await.unwrap().is_empty());
+
+    // A client certificate from another CA is refused.
+    let stranger = gocd_dind::tls::mint("stranger").unwrap();
+    let refused = DockerRuntime::new(engine.connection(&stranger.client_cert, &stranger.client_key));
+    assert!(refused.describe().await.is_err(), "a certificate of another CA was accepted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_refusing_privileged_containers_is_told_to_use_capabilities() {
+    let docker = docker().await;
+    let runtimes = Runtimes { engines: EngineProvider::default(), memory: None };
+    let h = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await.unwrap();
+    let cluster = json!({"runtime": "docker", "go_server_url": "https://127.0.0.1:8154/go", "agent_image": "gocd-dind-test/agent:latest",
+                         "dind_image": "gocd-dind-test/dind:latest", "dind_security": "privileged"});
+    let job_id = 880_000 + i64::from(std::process::id() % 1000);
+    assert_eq!(h.send("cd.go.elastic-agent.create-agent", &create_agent_body(&cluster, job_id)).await.unwrap().0, 200);
+    let service = h.service.clone();
+    wait_for(Duration::from_secs(180), "the pod to start or fail", || {
+        let service = service.clone();
+        async move {
+            service.last_failure(job_id).is_some()
+                || service.pod_of_job(job_id).is_some_and(|r| r.lifecycle == gocd_dind::service::Lifecycle::Live)
+        }
+    })
+    .await
+    .unwrap();
+    if let Some(failure) = h.service.last_failure(job_id) {
+        // This kind of host (CI's): the refusal names the setting that fixes it.
+        assert!(failure.reason.contains("dind_security = capabilities"), "{}", failure.reason);
+        assert!(h.gocd.console_text().contains("dind_security = capabilities"));
+    } else {
+        // A host that allows privileged containers: the pod simply works; remove it.
+        let name = h.service.pod_of_job(job_id).unwrap().info.name;
+        let completion = json!({"elastic_agent_id": name, "job_identifier": gocd_dind::demo::job_identifier(job_id), "cluster_profile_properties": cluster});
+        h.send("cd.go.elastic-agent.job-completion", &completion).await.unwrap();
+    }
+    let name = format!("job {job_id}");
+    let leftovers = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some([("label".to_owned(), vec![format!("gocd-dind.gocd.org/job-id={job_id}")])].into()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(leftovers.is_empty(), "{name} left containers behind");
+}
