@@ -1,0 +1,211 @@
+//! The pod lifecycle on the local Docker Engine, the service against a baseline built with
+//! bare `docker` commands (`benches/baseline-pod.sh`), measured side by side in one run.
+//!
+//!   cargo bench --bench docker          (GOCD_DIND_BENCH_RUNS=5 by default)
+//!
+//! Needs `bash .ci/docker-up.sh && bash .ci/build-test-images.sh`. For each run:
+//! - create → ready: create-agent sent → the agent container started, which the service
+//!   does only once dockerd answered over TLS inside the pod. Taken from the engine's own
+//!   `start` event timestamp, so polling adds nothing. The baseline times the same span
+//!   (mint TLS, volumes, dind, wait for dockerd over TLS, start the agent).
+//! - teardown: job-completion sent → answered, which the service does once the pod's
+//!   containers and volumes are gone (checked after, untimed). The baseline times
+//!   `docker rm -f` + `docker volume rm`.
+//!
+//! Service and baseline runs alternate (ABBA order) so drift on a shared, noisy machine
+//! hits both; one warm-up of each is not counted. Target: service/baseline ≤ 1.10.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListVolumesOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+use gocd_dind::clock::Clock;
+use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
+use gocd_dind::pod::label_keys;
+use gocd_dind::runtime::docker::EngineProvider;
+use gocd_dind::runtime::Runtimes;
+use gocd_dind::service::ServiceOptions;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    ready: Duration,
+    teardown: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; there is nothing to filter.
+    let runs: usize =
+        std::env::var("GOCD_DIND_BENCH_RUNS").ok().map_or(Ok(5), |r| r.parse()).context("GOCD_DIND_BENCH_RUNS")?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(runs.max(1)))
+}
+
+async fn bench(runs: usize) -> anyhow::Result<()> {
+    let baseline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/baseline-pod.sh");
+    if !baseline.is_file() {
+        bail!("{} is missing: the baseline is measured in the same run", baseline.display());
+    }
+    let hint = "no Docker Engine answers: run `bash .ci/docker-up.sh && bash .ci/build-test-images.sh`";
+    let docker = Docker::connect_with_defaults().context(hint)?.negotiate_version().await.context(hint)?;
+    let runtimes = Runtimes { engines: EngineProvider::default(), memory: None };
+    let harness = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await?;
+    let cluster = json!({
+        "runtime": "docker",
+        "go_server_url": "https://127.0.0.1:8154/go",
+        "agent_image": "gocd-dind-test/agent:latest",
+        "dind_image": "gocd-dind-test/dind:latest",
+        "dind_security": "capabilities",
+    });
+    let first_job = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() % 1_000_000_000)? * 1000;
+
+    println!("gocd-dind docker bench: {runs} runs of the service and of {} (1 warm-up each)", baseline.display());
+    service_run(&docker, &harness, &cluster, first_job).await.context("service warm-up")?;
+    baseline_run(&baseline).await.context("baseline warm-up")?;
+
+    let (mut service, mut bare) = (Vec::new(), Vec::new());
+    println!(
+        "\n  {:>3}  {:>18}  {:>18}  {:>18}  {:>18}",
+        "run", "service ready ms", "baseline ready ms", "service teardown", "baseline teardown"
+    );
+    for run in 0..runs {
+        let job = first_job + 1 + i64::try_from(run)?;
+        // ABBA: service first on even runs, baseline first on odd ones.
+        let (s, b) = if run % 2 == 0 {
+            let s = service_run(&docker, &harness, &cluster, job).await?;
+            (s, baseline_run(&baseline).await?)
+        } else {
+            let b = baseline_run(&baseline).await?;
+            (service_run(&docker, &harness, &cluster, job).await?, b)
+        };
+        println!(
+            "  {:>3}  {:>18}  {:>18}  {:>18}  {:>18}",
+            run + 1,
+            s.ready.as_millis(),
+            b.ready.as_millis(),
+            s.teardown.as_millis(),
+            b.teardown.as_millis()
+        );
+        service.push(s);
+        bare.push(b);
+    }
+
+    println!(
+        "\n  {:<22} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11}",
+        "", "svc min", "svc med", "base min", "base med", "ratio min", "ratio med"
+    );
+    for (what, pick) in [
+        ("create -> ready (ms)", (|s: &Sample| s.ready) as fn(&Sample) -> Duration),
+        ("teardown (ms)", |s: &Sample| s.teardown),
+    ] {
+        let (s_min, s_med) = min_median(service.iter().map(pick).collect());
+        let (b_min, b_med) = min_median(bare.iter().map(pick).collect());
+        println!(
+            "  {what:<22} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>11.2} {:>11.2}",
+            ms(s_min),
+            ms(s_med),
+            ms(b_min),
+            ms(b_med),
+            ms(s_min) / ms(b_min),
+            ms(s_med) / ms(b_med)
+        );
+    }
+    println!("\n  target: ratio (service / baseline) <= 1.10");
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn min_median(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let n = samples.len();
+    let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2 };
+    (samples[0], median)
+}
+
+fn label(key: &str, value: &str) -> String {
+    format!("{key}={value}")
+}
+
+/// One pod through the service: create-agent → agent started, job-completion → answered.
+async fn service_run(docker: &Docker, harness: &Harness, cluster: &Value, job_id: i64) -> anyhow::Result<Sample> {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH)?;
+    // The agent's `start` event, replayed from `since` if it comes before we listen.
+    let filters = HashMap::from([
+        ("type".to_owned(), vec!["container".to_owned()]),
+        ("event".to_owned(), vec!["start".to_owned()]),
+        (
+            "label".to_owned(),
+            vec![label(label_keys::JOB_ID, &job_id.to_string()), label(label_keys::CONTAINER, "agent")],
+        ),
+    ]);
+    let options =
+        EventsOptions { since: Some((since.as_secs() - 1).to_string()), filters: Some(filters), ..Default::default() };
+    let mut events = docker.events(Some(options));
+    let sent = SystemTime::now();
+    let (status, body) = harness.send("cd.go.elastic-agent.create-agent", &create_agent_body(cluster, job_id)).await?;
+    if status != 200 {
+        bail!("create-agent answered {status}: {body}");
+    }
+    let event = tokio::time::timeout(Duration::from_secs(180), events.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("no agent started within 180 s; job console:\n{}", harness.gocd.console_text()))?
+        .context("the engine's event stream ended")??;
+    let started_ns = u128::try_from(event.time_nano.context("event without a time")?)?;
+    let ready =
+        Duration::from_nanos(u64::try_from(started_ns.saturating_sub(sent.duration_since(UNIX_EPOCH)?.as_nanos()))?);
+    let pod = event
+        .actor
+        .and_then(|a| a.attributes)
+        .and_then(|a| a.get(label_keys::POD).cloned())
+        .context("the agent's start event carries no pod label")?;
+    // The agent registers and works; GoCD then reports the job complete.
+    harness.gocd.set_agent(&pod, "Idle", "Enabled");
+    let completion = json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job_id), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": {}});
+    let teardown_started = Instant::now();
+    let (status, body) = harness.send("cd.go.elastic-agent.job-completion", &completion).await?;
+    let teardown = teardown_started.elapsed();
+    if status != 200 {
+        bail!("job-completion answered {status}: {body}");
+    }
+    let mine = HashMap::from([("label".to_owned(), vec![label(label_keys::POD, &pod)])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions { all: true, filters: Some(mine.clone()), ..Default::default() }))
+        .await?;
+    let volumes =
+        docker.list_volumes(Some(ListVolumesOptions { filters: Some(mine) })).await?.volumes.unwrap_or_default();
+    if !containers.is_empty() || !volumes.is_empty() {
+        bail!(
+            "job-completion answered but {} containers and {} volumes of {pod} are left",
+            containers.len(),
+            volumes.len()
+        );
+    }
+    Ok(Sample { ready, teardown })
+}
+
+/// One pod through `baseline-pod.sh --runs 1`, which times itself.
+async fn baseline_run(script: &std::path::Path) -> anyhow::Result<Sample> {
+    let output = tokio::process::Command::new("bash").arg(script).args(["--runs", "1"]).output().await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("{} failed ({}):\n{stdout}{}", script.display(), output.status, String::from_utf8_lossy(&output.stderr));
+    }
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("run="))
+        .with_context(|| format!("no run= line from the baseline:\n{stdout}"))?;
+    let field = |name: &str| -> anyhow::Result<Duration> {
+        let value = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .with_context(|| format!("no {name} in `{line}`"))?;
+        Ok(Duration::from_millis(value.parse()?))
+    };
+    Ok(Sample { ready: field("create_to_ready_ms")?, teardown: field("teardown_ms")? })
+}
