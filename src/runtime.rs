@@ -55,8 +55,10 @@ pub enum RuntimeError {
     Unreachable(String),
     #[error("the runtime rejected the pod: {0}")]
     Rejected(String),
-    #[error("dockerd in pod {pod} did not answer over TLS within {seconds} s; last lines of its log:\n{log_tail}")]
-    DaemonNotReady { pod: String, seconds: u64, log_tail: String },
+    #[error(
+        "dockerd in pod {pod} did not answer over TLS after {seconds:.1} s ({why}); last lines of its log:\n{log_tail}"
+    )]
+    DaemonNotReady { pod: String, why: String, seconds: f64, log_tail: String },
     #[error("{0}")]
     Other(String),
 }

@@ -51,6 +51,18 @@ impl Cluster {
     }
 }
 
+/// Why a cluster profile cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// GoCD (through the bridge) did not answer: try again later.
+    #[error("{0}")]
+    Transient(String),
+    /// No runtime here can serve it (e.g. `runtime = kubernetes` in this release): no pod
+    /// of it can exist.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
 pub struct Service {
     pub(crate) runtimes: Arc<dyn RuntimeProvider>,
     pub(crate) processor: ProcessorClient,
@@ -115,10 +127,13 @@ impl Service {
 
     /// Resolves a cluster profile. Needs the server id (ownership labels), so it fails
     /// while the processor bridge is unreachable.
-    pub async fn cluster(&self, settings: ClusterSettings) -> Result<Cluster, String> {
-        let info = self.server_info().await.map_err(|e| format!("cannot learn GoCD's server id: {e}"))?;
+    pub async fn cluster(&self, settings: ClusterSettings) -> Result<Cluster, ClusterError> {
+        let runtime = self.runtimes.runtime(&settings).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        let info = self
+            .server_info()
+            .await
+            .map_err(|e| ClusterError::Transient(format!("cannot learn GoCD's server id: {e}")))?;
         let id = settings.id();
-        let runtime = self.runtimes.runtime(&settings).map_err(|e| e.to_string())?;
         let cluster = Cluster { owner: Ownership::new(&info.server_id, id.clone()), id: id.clone(), runtime, settings };
         self.clusters.lock().unwrap().insert(id, cluster.clone());
         Ok(cluster)

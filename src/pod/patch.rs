@@ -14,7 +14,36 @@ use super::{AGENT_CONTAINER, DIND_CONTAINER};
 pub fn apply_spec_patch(spec: &PodSpec, patch: &Map<String, Value>) -> Result<PodSpec, String> {
     let mut value = serde_json::to_value(spec).map_err(|e| e.to_string())?;
     merge_object(value.as_object_mut().expect("a pod spec is an object"), patch);
-    serde_json::from_value(value).map_err(|e| format!("the patched spec is not a valid pod spec: {e}"))
+    let patched: PodSpec =
+        serde_json::from_value(value.clone()).map_err(|e| format!("the patched spec is not a valid pod spec: {e}"))?;
+    // Deserialising drops fields a pod spec does not have; a misspelt key must not
+    // vanish silently.
+    let kept = serde_json::to_value(&patched).map_err(|e| e.to_string())?;
+    let mut unknown = Vec::new();
+    unknown_fields(&value, &kept, "spec", &mut unknown);
+    if !unknown.is_empty() {
+        return Err(format!("not pod spec fields: {}", unknown.join(", ")));
+    }
+    Ok(patched)
+}
+
+fn unknown_fields(merged: &Value, kept: &Value, path: &str, unknown: &mut Vec<String>) {
+    match (merged, kept) {
+        (Value::Object(merged), Value::Object(kept)) => {
+            for (key, value) in merged {
+                match kept.get(key) {
+                    Some(kept_value) => unknown_fields(value, kept_value, &format!("{path}.{key}"), unknown),
+                    None => unknown.push(format!("{path}.{key}")),
+                }
+            }
+        }
+        (Value::Array(merged), Value::Array(kept)) => {
+            for (i, (m, k)) in merged.iter().zip(kept).enumerate() {
+                unknown_fields(m, k, &format!("{path}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>) {

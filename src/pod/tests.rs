@@ -169,3 +169,10 @@ fn patch_cannot_reach_the_host_or_privilege_the_agent() {
         assert!(matches!(build_with(&c, &e, None), Err(PodError::Patch(_))), "{patch} was accepted");
     }
 }
+
+#[test]
+fn patch_with_a_misspelt_field_is_refused_not_dropped() {
+    let (c, e) = settings(&[("agent_image", "a:1")], &[("PodSpecPatch", r#"{"nodeselector":{"pool":"ci"}}"#)]);
+    let Err(PodError::Patch(message)) = build_with(&c, &e, None) else { panic!("accepted") };
+    assert!(message.contains("spec.nodeselector"), "{message}");
+}

@@ -6,7 +6,7 @@ pub mod translate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, VolumeCreateRequest};
@@ -129,23 +129,32 @@ impl DockerRuntime {
     }
 
     /// Runs the pod's startup probe in dind until it succeeds, dind exits, or the
-    /// probe's budget (period × failure threshold) is spent.
+    /// probe's budget (period × failure threshold) is spent. It polls every 100 ms rather
+    /// than every period: dockerd answers within a second, and each wasted period would
+    /// be added to every job's start.
     async fn wait_ready(&self, pod: &DockerPod) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
-        for _ in 0..pod.probe_attempts {
-            if exec_succeeds(docker, &pod.dind.name, &pod.probe).await {
+        let started = Instant::now();
+        let budget = Duration::from_secs(pod.probe_period_seconds * u64::from(pod.probe_attempts));
+        let probe_timeout = Duration::from_secs(pod.probe_timeout_seconds);
+        let why = loop {
+            let probe = exec_succeeds(docker, &pod.dind.name, &pod.probe);
+            if tokio::time::timeout(probe_timeout, probe).await == Ok(true) {
                 return Ok(());
             }
-            let running =
-                docker.inspect_container(&pod.dind.name, None).await.ok().and_then(|c| c.state).and_then(|s| s.running);
-            if running == Some(false) {
-                break;
+            let state = docker.inspect_container(&pod.dind.name, None).await.ok().and_then(|c| c.state);
+            if let Some(state) = state.filter(|s| s.running == Some(false)) {
+                break format!("the dind container exited with code {}", state.exit_code.unwrap_or_default());
             }
-            tokio::time::sleep(Duration::from_secs(pod.probe_period_seconds)).await;
-        }
+            if started.elapsed() >= budget {
+                break format!("no answer within the startup budget of {} s", budget.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         Err(RuntimeError::DaemonNotReady {
             pod: pod.name.clone(),
-            seconds: pod.probe_period_seconds * u64::from(pod.probe_attempts),
+            why,
+            seconds: started.elapsed().as_secs_f64(),
             log_tail: self.log_tail(&pod.dind.name, 20).await,
         })
     }

@@ -108,7 +108,12 @@ impl Runtime for MemoryRuntime {
         tokio::time::sleep(delay).await;
         if let Some(reason) = failure {
             self.pods.lock().unwrap().remove(&name);
-            return Err(RuntimeError::DaemonNotReady { pod: name, seconds: 0, log_tail: reason });
+            return Err(RuntimeError::DaemonNotReady {
+                pod: name,
+                why: "a test fault".into(),
+                seconds: 0.0,
+                log_tail: reason,
+            });
         }
         self.set_phase(&name, PodPhase::Running);
         Ok(())

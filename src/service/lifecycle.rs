@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tracing::{info, instrument, warn};
 
-use super::{Cluster, Failure, Lifecycle, Service};
+use super::{Cluster, ClusterError, Failure, Lifecycle, Service};
 use crate::agents::{self, Action, ClusterSnapshot, CreateDecision, Limits};
 use crate::error::{Error, Result};
 use crate::pod::{self, AgentPod, PodRequest};
@@ -38,7 +38,8 @@ impl Service {
         // create-agent while the job waits, and that is the retry.
         let cluster = match self.cluster(settings).await {
             Ok(c) => c,
-            Err(message) => {
+            Err(ClusterError::Unsupported(message)) => return refuse(message),
+            Err(ClusterError::Transient(message)) => {
                 warn!(%message, "create-agent postponed");
                 self.console(job, format!("Waiting to create an agent pod: {message}. GoCD will ask again."));
                 return Ok(());
@@ -260,12 +261,17 @@ impl Service {
         for props in &req.all_cluster_profile_properties {
             let resolved = match self.parse_cluster(props) {
                 Ok(settings) => self.cluster(settings).await,
-                Err(e) => Err(e),
+                Err(e) => Err(ClusterError::Transient(e)),
             };
             let cluster = match resolved {
                 Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "server-ping skips a cluster profile");
+                // No pod of an unsupported profile can exist: the others stay complete.
+                Err(ClusterError::Unsupported(e)) => {
+                    warn!(error = %e, "server-ping skips a cluster profile no runtime here serves");
+                    continue;
+                }
+                Err(ClusterError::Transient(e)) => {
+                    warn!(error = %e, "server-ping skips a cluster profile; nothing is removed on the strength of it");
                     complete = false;
                     continue;
                 }

@@ -52,7 +52,7 @@ impl Service {
             Err(e) => {
                 return ClusterView {
                     description: "unresolved cluster profile".into(),
-                    error: Some(e),
+                    error: Some(e.to_string()),
                     ..ClusterView::default()
                 }
             }
@@ -111,7 +111,7 @@ impl Service {
         let job_id = req.job_identifier.job_id;
         let mut view = AgentView::default();
         let cluster = match self.parse_cluster(&req.cluster_profile_properties) {
-            Ok(settings) => self.cluster(settings).await.map_err(|e| view.error = Some(e)).ok(),
+            Ok(settings) => self.cluster(settings).await.map_err(|e| view.error = Some(e.to_string())).ok(),
             Err(e) => {
                 view.error = Some(e);
                 None

@@ -16,6 +16,8 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, SecurityContex
 use serde_json::Value;
 
 use crate::pod::{label_keys, AgentPod, DIND_CONTAINER};
+use crate::settings::{Cpu, Memory};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// One file placed into a container before it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,7 @@ pub struct DockerPod {
     pub probe: Vec<String>,
     pub probe_period_seconds: u64,
     pub probe_attempts: u32,
+    pub probe_timeout_seconds: u64,
 }
 
 pub fn container_name(pod: &str, container: &str) -> String {
@@ -105,6 +108,22 @@ pub fn unsupported(pod: &AgentPod) -> Vec<String> {
         unknown_fields(&json, CONTAINER_FIELDS, &path, &mut problems);
         if let Some(security) = json.get("securityContext") {
             unknown_fields(security, SECURITY_FIELDS, &format!("{path}.securityContext"), &mut problems);
+        }
+        if let Some(resources) = &container.resources {
+            let amounts = resources.limits.iter().chain(&resources.requests).flatten();
+            for (name, amount) in amounts {
+                let fits = match name.as_str() {
+                    "cpu" => Cpu::parse(&amount.0).is_ok(),
+                    "memory" => Memory::parse(&amount.0).is_ok(),
+                    _ => false,
+                };
+                if !fits {
+                    problems.push(format!(
+                        "{path}.resources: {name} = {} is not supported by the docker runtime",
+                        amount.0
+                    ));
+                }
+            }
         }
         if let Some(probe) = &container.startup_probe {
             if probe.exec.is_none() {
@@ -180,6 +199,9 @@ pub fn translate(pod: &AgentPod) -> Result<DockerPod, Vec<String>> {
         probe: probe.and_then(|p| p.exec.as_ref()).and_then(|e| e.command.clone()).unwrap_or_default(),
         probe_period_seconds: probe.and_then(|p| p.period_seconds).map_or(1, |s| u64::try_from(s).unwrap_or(1).max(1)),
         probe_attempts: probe.and_then(|p| p.failure_threshold).map_or(60, |n| u32::try_from(n).unwrap_or(60).max(1)),
+        probe_timeout_seconds: probe
+            .and_then(|p| p.timeout_seconds)
+            .map_or(5, |s| u64::try_from(s).unwrap_or(5).max(1)),
         labels,
         name,
     })
@@ -233,11 +255,8 @@ fn plan(
     });
     let limits = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
     let requests = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
-    let cpu = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
-        q.and_then(|q| crate::settings::Cpu::parse(&q.0).ok())
-    };
-    let memory =
-        |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| q.and_then(|q| q.0.parse::<i64>().ok());
+    let cpu = |q: Option<&Quantity>| q.and_then(|q| Cpu::parse(&q.0).ok());
+    let memory = |q: Option<&Quantity>| q.and_then(|q| Memory::parse(&q.0).ok()).map(Memory::bytes);
     let mut container_labels = labels.clone();
     container_labels.insert(label_keys::CONTAINER.into(), c.name.clone());
     let security = c.security_context.clone().unwrap_or_default();
@@ -265,7 +284,7 @@ fn plan(
                 network_mode: join.map(|dind| format!("container:{dind}")),
                 memory: memory(limits.get("memory")),
                 memory_reservation: memory(requests.get("memory")),
-                nano_cpus: cpu(limits.get("cpu")).map(crate::settings::Cpu::nano_cpus),
+                nano_cpus: cpu(limits.get("cpu")).map(Cpu::nano_cpus),
                 // 1024 shares per requested core, Docker's weight for one CPU.
                 cpu_shares: cpu(requests.get("cpu")).map(|c| c.nano_cpus() * 1024 / 1_000_000_000),
                 ..security_host_config(&security, c.name == DIND_CONTAINER)
@@ -297,5 +316,79 @@ fn security_host_config(security: &SecurityContext, is_dind: bool) -> HostConfig
         masked_paths: unmasked.then(Vec::new),
         readonly_paths: unmasked.then(Vec::new),
         ..HostConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::{build, Ownership, PodRequest};
+    use crate::protocol::{JobIdentifier, Properties};
+    use crate::settings::{ClusterId, ClusterSettings, ElasticSettings};
+
+    fn pod(cluster: &[(&str, &str)], elastic: &[(&str, &str)]) -> AgentPod {
+        let props = |pairs: &[(&str, &str)]| {
+            Properties(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        };
+        let cluster = ClusterSettings::parse(&props(cluster), false).unwrap();
+        let elastic = ElasticSettings::parse(&props(elastic)).unwrap();
+        build(&PodRequest {
+            name: "p1",
+            ownership: &Ownership::new("s", ClusterId("c".into())),
+            go_server_url: "https://gocd.example.com/go",
+            cluster: &cluster,
+            elastic: &elastic,
+            job: &JobIdentifier { job_id: 5, ..JobIdentifier::default() },
+            environment: None,
+            auto_register_key: "key-5",
+            tls: &crate::tls::mint("p1").unwrap(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_agent_joins_dinds_namespace_and_gets_only_client_material() {
+        let plan = translate(&pod(&[("agent_image", "a:1"), ("dind_security", "capabilities")], &[])).unwrap();
+        assert_eq!(plan.dind.name, "p1-dind");
+        let agent_host = plan.agent.body.host_config.as_ref().unwrap();
+        assert_eq!(agent_host.network_mode.as_deref(), Some("container:p1-dind"));
+        assert_eq!(agent_host.privileged, Some(false));
+        assert!(agent_host.security_opt.as_ref().unwrap().contains(&"no-new-privileges".to_owned()));
+        let dind_host = plan.dind.body.host_config.as_ref().unwrap();
+        assert!(dind_host.cap_add.as_ref().unwrap().contains(&"SYS_ADMIN".to_owned()));
+        assert_eq!(dind_host.masked_paths.as_deref(), Some(&[][..]));
+        let paths = |files: &[File]| files.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            paths(&plan.agent.files),
+            ["/gocd-dind/tls/ca.pem", "/gocd-dind/tls/cert.pem", "/gocd-dind/tls/key.pem"]
+        );
+        let agent_key = &plan.agent.files[2];
+        let dind_key = &plan.dind.files[2];
+        assert!(agent_key.mode == 0o440 && dind_key.mode == 0o400);
+        assert_ne!(agent_key.contents, dind_key.contents);
+        let env = plan.agent.body.env.as_ref().unwrap();
+        assert!(env.contains(&"GO_EA_AUTO_REGISTER_KEY=key-5".to_owned()), "the register key comes from the Secret");
+        assert_eq!(plan.volumes, ["p1-godata", "p1-docker-lib", "p1-docker-cli"]);
+        assert_eq!((plan.probe_period_seconds, plan.probe_attempts), (1, 120));
+    }
+
+    #[test]
+    fn resources_in_any_unit_become_engine_limits() {
+        let plan = translate(&pod(&[("agent_image", "a:1")], &[("AgentMemory", "2Gi"), ("DindCpu", "1.5")])).unwrap();
+        let agent = plan.agent.body.host_config.as_ref().unwrap();
+        assert_eq!((agent.memory, agent.memory_reservation), (Some(2 << 30), Some(2 << 30)));
+        let dind = plan.dind.body.host_config.as_ref().unwrap();
+        assert_eq!((dind.nano_cpus, dind.cpu_shares), (Some(1_500_000_000), Some(1536)));
+    }
+
+    #[test]
+    fn what_docker_cannot_honour_is_listed() {
+        let patch = r#"{"nodeSelector":{"a":"b"},"containers":[{"name":"agent","resources":{"limits":{"nvidia.com/gpu":"1"}}}]}"#;
+        let problems =
+            unsupported(&pod(&[("agent_image", "a:1")], &[("PodSpecPatch", patch), ("DockerStorageSize", "1Gi")]));
+        let text = problems.join("\n");
+        assert!(text.contains("spec.nodeSelector"), "{text}");
+        assert!(text.contains("nvidia.com/gpu"), "{text}");
+        assert!(text.contains("DockerStorageSize"), "{text}");
     }
 }
