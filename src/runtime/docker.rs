@@ -241,6 +241,14 @@ fn unreachable_or(error: &bollard::errors::Error, other: fn(String) -> RuntimeEr
     }
 }
 
+/// Removing what is already gone succeeds: deletion is idempotent.
+fn gone_is_fine(result: Result<(), bollard::errors::Error>) -> Result<(), RuntimeError> {
+    match result {
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        Err(e) => Err(unreachable_or(&e, RuntimeError::Other)),
+    }
+}
+
 fn filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_owned(), pairs.iter().map(|(k, v)| format!("{k}={v}")).collect())])
 }
@@ -320,32 +328,18 @@ impl Runtime for DockerRuntime {
     async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
         let mine = owner_filters(owner, &[(label_keys::POD, name)]);
-        // The agent first: it lives in dind's network namespace.
-        let mut containers = self.containers(mine.clone()).await?;
-        containers.sort_by_key(|c| {
-            c.labels.as_ref().and_then(|l| l.get(label_keys::CONTAINER)).map(|n| n != AGENT_CONTAINER)
+        let volumes = docker.list_volumes(Some(ListVolumesOptions { filters: Some(mine.clone()) }));
+        let (containers, volumes) = futures_util::join!(self.containers(mine), volumes);
+        let volumes = volumes.map_err(|e| unreachable_or(&e, RuntimeError::Other))?.volumes.unwrap_or_default();
+        // Both containers at once (force kills them), then the volumes they used.
+        let removals = containers?.into_iter().map(|c| {
+            let id = c.id.unwrap_or_default();
+            let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+            async move { docker.remove_container(&id, Some(options)).await }
         });
-        for container in containers {
-            let id = container.id.unwrap_or_default();
-            match docker
-                .remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
-                .await
-            {
-                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-                Err(e) => return Err(unreachable_or(&e, RuntimeError::Other)),
-            }
-        }
-        let volumes = docker
-            .list_volumes(Some(ListVolumesOptions { filters: Some(mine) }))
-            .await
-            .map_err(|e| unreachable_or(&e, RuntimeError::Other))?;
-        for volume in volumes.volumes.unwrap_or_default() {
-            match docker.remove_volume(&volume.name, Some(RemoveVolumeOptions { force: true })).await {
-                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-                Err(e) => return Err(unreachable_or(&e, RuntimeError::Other)),
-            }
-        }
-        Ok(())
+        futures_util::future::join_all(removals).await.into_iter().try_for_each(gone_is_fine)?;
+        let removals = volumes.iter().map(|v| docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })));
+        futures_util::future::join_all(removals).await.into_iter().try_for_each(gone_is_fine)
     }
 
     async fn pod_details(&self, owner: &Ownership, name: &str) -> Result<Option<PodDetails>, RuntimeError> {
