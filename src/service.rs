@@ -54,6 +54,9 @@ impl Cluster {
 /// Why a cluster profile cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
+    /// The profile's properties do not parse; the message lists every problem.
+    #[error("{0}")]
+    Invalid(String),
     /// GoCD (through the bridge) did not answer: try again later.
     #[error("{0}")]
     Transient(String),
@@ -127,7 +130,7 @@ impl Service {
 
     /// Resolves a cluster profile. Needs the server id (ownership labels), so it fails
     /// while the processor bridge is unreachable.
-    pub async fn cluster(&self, settings: ClusterSettings) -> Result<Cluster, ClusterError> {
+    async fn cluster(&self, settings: ClusterSettings) -> Result<Cluster, ClusterError> {
         let runtime = self.runtimes.runtime(&settings).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
         let info = self
             .server_info()
@@ -139,11 +142,13 @@ impl Service {
         Ok(cluster)
     }
 
-    pub fn parse_cluster(&self, props: &Properties) -> Result<ClusterSettings, String> {
-        ClusterSettings::parse(props, self.options.allow_memory_runtime).map_err(|errors| {
+    /// Parses and resolves a cluster profile as GoCD sent it.
+    pub async fn resolve(&self, props: &Properties) -> Result<Cluster, ClusterError> {
+        let settings = ClusterSettings::parse(props, self.options.allow_memory_runtime).map_err(|errors| {
             let list: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.key, e.message)).collect();
-            format!("the cluster profile is invalid: {}", list.join("; "))
-        })
+            ClusterError::Invalid(format!("the cluster profile is invalid: {}", list.join("; ")))
+        })?;
+        self.cluster(settings).await
     }
 
     /// The pod the service knows for a job, if any.

@@ -3,8 +3,7 @@ use crate::protocol::Properties;
 use crate::settings::ClusterId;
 
 fn settings(cluster: &[(&str, &str)], elastic: &[(&str, &str)]) -> (ClusterSettings, ElasticSettings) {
-    let props =
-        |pairs: &[(&str, &str)]| Properties(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+    let props = Properties::from_pairs;
     (ClusterSettings::parse(&props(cluster), false).unwrap(), ElasticSettings::parse(&props(elastic)).unwrap())
 }
 

@@ -15,6 +15,10 @@ impl<'de> Deserialize<'de> for Properties {
 }
 
 impl Properties {
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Self(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
     /// The trimmed value, `None` when absent or blank.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())

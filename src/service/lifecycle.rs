@@ -23,10 +23,6 @@ impl Service {
             warn!(%message, "create-agent refused");
             Err(Error::Unprocessable(message))
         };
-        let settings = match self.parse_cluster(&req.cluster_profile_properties) {
-            Ok(s) => s,
-            Err(message) => return refuse(message),
-        };
         let elastic = match ElasticSettings::parse(&req.elastic_agent_profile_properties) {
             Ok(e) => e,
             Err(errors) => {
@@ -36,9 +32,9 @@ impl Service {
         };
         // Transient trouble (bridge or engine unreachable) answers 200: GoCD re-sends
         // create-agent while the job waits, and that is the retry.
-        let cluster = match self.cluster(settings).await {
+        let cluster = match self.resolve(&req.cluster_profile_properties).await {
             Ok(c) => c,
-            Err(ClusterError::Unsupported(message)) => return refuse(message),
+            Err(ClusterError::Invalid(message) | ClusterError::Unsupported(message)) => return refuse(message),
             Err(ClusterError::Transient(message)) => {
                 warn!(%message, "create-agent postponed");
                 self.console(job, format!("Waiting to create an agent pod: {message}. GoCD will ask again."));
@@ -194,16 +190,15 @@ impl Service {
         drop(registry);
         // Unknown agent: after a restart the registry is empty until the next listing.
         // Answer now and refresh in the background; the agent asks again shortly.
-        if let Ok(settings) = self.parse_cluster(&req.cluster_profile_properties) {
-            let service = Arc::clone(self);
-            self.tasks.spawn(async move {
-                if let Ok(cluster) = service.cluster(settings).await {
-                    if let Ok(pods) = cluster.runtime.list_pods(&cluster.owner).await {
-                        service.registry.lock().unwrap().refresh(&cluster.id, pods);
-                    }
+        let service = Arc::clone(self);
+        let props = req.cluster_profile_properties.clone();
+        self.tasks.spawn(async move {
+            if let Ok(cluster) = service.resolve(&props).await {
+                if let Ok(pods) = cluster.runtime.list_pods(&cluster.owner).await {
+                    service.registry.lock().unwrap().refresh(&cluster.id, pods);
                 }
-            });
-        }
+            }
+        });
         false
     }
 
@@ -219,12 +214,9 @@ impl Service {
         };
         let mut candidates: Vec<Cluster> = recorded.and_then(|id| self.known_cluster(&id)).into_iter().collect();
         if candidates.is_empty() && !req.cluster_profile_properties.0.is_empty() {
-            match self.parse_cluster(&req.cluster_profile_properties) {
-                Ok(settings) => match self.cluster(settings).await {
-                    Ok(c) => candidates.push(c),
-                    Err(e) => warn!(error = %e, "job-completion: cannot resolve the cluster profile"),
-                },
-                Err(e) => warn!(error = %e, "job-completion"),
+            match self.resolve(&req.cluster_profile_properties).await {
+                Ok(c) => candidates.push(c),
+                Err(e) => warn!(error = %e, "job-completion: cannot resolve the cluster profile"),
             }
         }
         if candidates.is_empty() {
@@ -259,18 +251,14 @@ impl Service {
         let mut clusters = Vec::new();
         let mut complete = true;
         for props in &req.all_cluster_profile_properties {
-            let resolved = match self.parse_cluster(props) {
-                Ok(settings) => self.cluster(settings).await,
-                Err(e) => Err(ClusterError::Transient(e)),
-            };
-            let cluster = match resolved {
+            let cluster = match self.resolve(props).await {
                 Ok(c) => c,
                 // No pod of an unsupported profile can exist: the others stay complete.
                 Err(ClusterError::Unsupported(e)) => {
                     warn!(error = %e, "server-ping skips a cluster profile no runtime here serves");
                     continue;
                 }
-                Err(ClusterError::Transient(e)) => {
+                Err(ClusterError::Invalid(e) | ClusterError::Transient(e)) => {
                     warn!(error = %e, "server-ping skips a cluster profile; nothing is removed on the strength of it");
                     complete = false;
                     continue;

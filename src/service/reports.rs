@@ -37,21 +37,11 @@ pub struct AgentView {
 
 impl Service {
     pub async fn cluster_view(&self, props: &Properties) -> ClusterView {
-        let settings = match self.parse_cluster(props) {
-            Ok(s) => s,
-            Err(e) => {
-                return ClusterView {
-                    description: "invalid cluster profile".into(),
-                    error: Some(e),
-                    ..ClusterView::default()
-                }
-            }
-        };
-        let cluster = match self.cluster(settings).await {
+        let cluster = match self.resolve(props).await {
             Ok(c) => c,
             Err(e) => {
                 return ClusterView {
-                    description: "unresolved cluster profile".into(),
+                    description: "cluster profile not usable".into(),
                     error: Some(e.to_string()),
                     ..ClusterView::default()
                 }
@@ -110,13 +100,8 @@ impl Service {
     pub async fn agent_view(&self, req: &AgentStatusReportRequest) -> AgentView {
         let job_id = req.job_identifier.job_id;
         let mut view = AgentView::default();
-        let cluster = match self.parse_cluster(&req.cluster_profile_properties) {
-            Ok(settings) => self.cluster(settings).await.map_err(|e| view.error = Some(e.to_string())).ok(),
-            Err(e) => {
-                view.error = Some(e);
-                None
-            }
-        };
+        let cluster =
+            self.resolve(&req.cluster_profile_properties).await.map_err(|e| view.error = Some(e.to_string())).ok();
         if let Some(cluster) = &cluster {
             view.cluster = cluster.describe();
             match cluster.runtime.list_pods(&cluster.owner).await {

@@ -300,13 +300,9 @@ fn validate_dns_label(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn props(pairs: &[(&str, &str)]) -> Properties {
-        Properties(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-    }
-
     #[test]
     fn blank_profile_takes_the_defaults() {
-        let s = ClusterSettings::parse(&props(&[]), false).unwrap();
+        let s = ClusterSettings::parse(&Properties::from_pairs(&[]), false).unwrap();
         assert_eq!(s.runtime, RuntimeKind::Docker);
         assert_eq!(s.auto_register_timeout, Duration::from_secs(600));
         assert_eq!((s.max_pending_agents, s.max_running_agents), (10, 50));
@@ -317,7 +313,7 @@ mod tests {
     #[test]
     fn every_bad_value_is_reported() {
         let errors = ClusterSettings::parse(
-            &props(&[
+            &Properties::from_pairs(&[
                 ("runtime", "swarm"),
                 ("go_server_url", "http://gocd:8153/gocd"),
                 ("max_pending_agents", "ten"),
@@ -332,15 +328,15 @@ mod tests {
 
     #[test]
     fn memory_runtime_only_when_allowed() {
-        assert!(ClusterSettings::parse(&props(&[("runtime", "memory")]), false).is_err());
-        assert!(ClusterSettings::parse(&props(&[("runtime", "memory")]), true).is_ok());
+        assert!(ClusterSettings::parse(&Properties::from_pairs(&[("runtime", "memory")]), false).is_err());
+        assert!(ClusterSettings::parse(&Properties::from_pairs(&[("runtime", "memory")]), true).is_ok());
     }
 
     #[test]
     fn identity_ignores_limits_but_not_place() {
-        let a = ClusterSettings::parse(&props(&[("max_pending_agents", "3")]), false).unwrap();
-        let b = ClusterSettings::parse(&props(&[("max_pending_agents", "4")]), false).unwrap();
-        let c = ClusterSettings::parse(&props(&[("docker_host", "tcp://other:2376")]), false).unwrap();
+        let a = ClusterSettings::parse(&Properties::from_pairs(&[("max_pending_agents", "3")]), false).unwrap();
+        let b = ClusterSettings::parse(&Properties::from_pairs(&[("max_pending_agents", "4")]), false).unwrap();
+        let c = ClusterSettings::parse(&Properties::from_pairs(&[("docker_host", "tcp://other:2376")]), false).unwrap();
         assert_eq!(a.id(), b.id());
         assert_ne!(a.id(), c.id());
     }

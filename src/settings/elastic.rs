@@ -134,13 +134,9 @@ fn parse_environment(text: &str) -> Result<Vec<EnvVar>, String> {
 mod tests {
     use super::*;
 
-    fn props(pairs: &[(&str, &str)]) -> Properties {
-        Properties(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-    }
-
     #[test]
     fn environment_values_keep_their_equals_signs() {
-        let s = ElasticSettings::parse(&props(&[("Environment", "A=x=y\n# note\n\nB=")])).unwrap();
+        let s = ElasticSettings::parse(&Properties::from_pairs(&[("Environment", "A=x=y\n# note\n\nB=")])).unwrap();
         assert_eq!(
             s.environment,
             [EnvVar { name: "A".into(), value: "x=y".into() }, EnvVar { name: "B".into(), value: String::new() }]
@@ -149,7 +145,7 @@ mod tests {
 
     #[test]
     fn bad_values_and_unknown_keys_are_all_reported() {
-        let errors = ElasticSettings::parse(&props(&[
+        let errors = ElasticSettings::parse(&Properties::from_pairs(&[
             ("AgentMemory", "2X"),
             ("AgentCpu", "lots"),
             ("Environment", "NOEQUALS\nGO_EA_SERVER_URL=x"),

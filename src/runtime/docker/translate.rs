@@ -327,11 +327,8 @@ mod tests {
     use crate::settings::{ClusterId, ClusterSettings, ElasticSettings};
 
     fn pod(cluster: &[(&str, &str)], elastic: &[(&str, &str)]) -> AgentPod {
-        let props = |pairs: &[(&str, &str)]| {
-            Properties(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-        };
-        let cluster = ClusterSettings::parse(&props(cluster), false).unwrap();
-        let elastic = ElasticSettings::parse(&props(elastic)).unwrap();
+        let cluster = ClusterSettings::parse(&Properties::from_pairs(cluster), false).unwrap();
+        let elastic = ElasticSettings::parse(&Properties::from_pairs(elastic)).unwrap();
         build(&PodRequest {
             name: "p1",
             ownership: &Ownership::new("s", ClusterId("c".into())),
