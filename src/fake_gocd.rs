@@ -32,6 +32,9 @@ struct Gocd {
 struct Shared {
     gocd: Arc<Mutex<Gocd>>,
     token: String,
+    /// Each fake GoCD is its own server, so concurrent test runs on one engine own
+    /// different pods.
+    server_id: String,
 }
 
 pub struct FakeGocd {
@@ -40,11 +43,10 @@ pub struct FakeGocd {
     stop: CancellationToken,
 }
 
-pub const SERVER_ID: &str = "fake-gocd-server";
-
 impl FakeGocd {
     pub async fn start(token: &str) -> std::io::Result<Self> {
-        let shared = Shared { gocd: Arc::default(), token: token.to_owned() };
+        let server_id = format!("fake-gocd-{}", uuid::Uuid::new_v4().simple());
+        let shared = Shared { gocd: Arc::default(), token: token.to_owned(), server_id };
         let router = Router::new().route("/processor/{api}", post(processor)).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -83,6 +85,10 @@ impl FakeGocd {
                 config_state: config_state.into(),
             },
         );
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.shared.server_id
     }
 
     pub fn agents(&self) -> Vec<AgentMetadata> {
@@ -129,7 +135,8 @@ async fn processor(
         "go.processor.server-info.get" => (
             StatusCode::OK,
             format!(
-                r#"{{"server_id":"{SERVER_ID}","site_url":"http://127.0.0.1:8153/go","secure_site_url":"https://127.0.0.1:8154/go"}}"#
+                r#"{{"server_id":"{}","site_url":"http://127.0.0.1:8153/go","secure_site_url":"https://127.0.0.1:8154/go"}}"#,
+                shared.server_id
             ),
         ),
         "go.processor.elastic-agents.list-agents" => {
