@@ -59,6 +59,9 @@ pub enum RuntimeError {
         "dockerd in pod {pod} did not answer over TLS after {seconds:.1} s ({why}); last lines of its log:\n{log_tail}"
     )]
     DaemonNotReady { pod: String, why: String, seconds: f64, log_tail: String },
+    /// No runtime here serves this cluster profile.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Other(String),
 }

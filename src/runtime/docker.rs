@@ -413,10 +413,10 @@ impl RuntimeProvider for EngineProvider {
                 }
                 Ok(engine.clone() as Arc<dyn Runtime>)
             }
-            RuntimeKind::Kubernetes => Err(RuntimeError::Rejected(
+            RuntimeKind::Kubernetes => Err(RuntimeError::Unsupported(
                 "the kubernetes runtime is not available in this release yet: use runtime = docker".into(),
             )),
-            RuntimeKind::Memory => Err(RuntimeError::Rejected(
+            RuntimeKind::Memory => Err(RuntimeError::Unsupported(
                 "runtime = memory is for tests: start the service with --allow-memory-runtime".into(),
             )),
         }

@@ -346,7 +346,7 @@ fn failure_kind(error: &crate::runtime::RuntimeError) -> &'static str {
     use crate::runtime::RuntimeError;
     match error {
         RuntimeError::Unreachable(_) => "unreachable",
-        RuntimeError::Rejected(_) => "rejected",
+        RuntimeError::Rejected(_) | RuntimeError::Unsupported(_) => "rejected",
         RuntimeError::DaemonNotReady { .. } => "dockerd-not-ready",
         RuntimeError::Other(_) => "other",
     }
