@@ -14,8 +14,7 @@ bash .ci/build-test-images.sh
 
 step "Rust: unit and integration tests"
 cargo build --locked
-cargo test --locked
+cargo test --locked --lib --bins --tests
 
 step "plugin-shim: unit tests, jar layout, round trip with the real service"
-mvn -B -q -f plugin-shim/pom.xml verify -Pround-trip -Dgocd.dind.binary="$PWD/target/debug/gocd-dind"
-echo "plugin-shim: all tests passed"
+mvn -B --no-transfer-progress -f plugin-shim/pom.xml verify -Pround-trip -Dgocd.dind.binary="$PWD/target/debug/gocd-dind"
