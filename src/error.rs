@@ -51,7 +51,7 @@ impl Error {
 
 /// serde's messages quote the offending value (`invalid type: string "…", expected …`);
 /// keep only what was expected and where.
-fn redact(message: &str) -> String {
+pub(crate) fn redact(message: &str) -> String {
     match message.split_once(", expected ") {
         Some((_, expected)) => format!("wrong type or value, expected {expected}"),
         None => message.to_owned(),

@@ -34,7 +34,7 @@ struct Shared {
     token: String,
     /// Each fake GoCD is its own server, so concurrent test runs on one engine own
     /// different pods.
-    server_id: String,
+    server_id: Arc<Mutex<String>>,
 }
 
 pub struct FakeGocd {
@@ -46,7 +46,8 @@ pub struct FakeGocd {
 impl FakeGocd {
     pub async fn start(token: &str) -> std::io::Result<Self> {
         let server_id = format!("fake-gocd-{}", uuid::Uuid::new_v4().simple());
-        let shared = Shared { gocd: Arc::default(), token: token.to_owned(), server_id };
+        let shared =
+            Shared { gocd: Arc::default(), token: token.to_owned(), server_id: Arc::new(Mutex::new(server_id)) };
         let router = Router::new().route("/processor/{api}", post(processor)).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -87,8 +88,13 @@ impl FakeGocd {
         );
     }
 
-    pub fn server_id(&self) -> &str {
-        &self.shared.server_id
+    pub fn server_id(&self) -> String {
+        self.shared.server_id.lock().unwrap().clone()
+    }
+
+    /// Plays the same GoCD server as another fake (a GoCD restart keeps its id).
+    pub fn set_server_id(&self, server_id: &str) {
+        server_id.clone_into(&mut self.shared.server_id.lock().unwrap());
     }
 
     pub fn agents(&self) -> Vec<AgentMetadata> {
@@ -136,7 +142,7 @@ async fn processor(
             StatusCode::OK,
             format!(
                 r#"{{"server_id":"{}","site_url":"http://127.0.0.1:8153/go","secure_site_url":"https://127.0.0.1:8154/go"}}"#,
-                shared.server_id
+                shared.server_id.lock().unwrap()
             ),
         ),
         "go.processor.elastic-agents.list-agents" => {

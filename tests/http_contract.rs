@@ -387,3 +387,15 @@ async fn elastic_profile_validation_refuses_what_the_pod_cannot_run() {
         validate(json!({"PodSpecPatch": r#"{"containers": [{"name": "agent", "workingDir": "/godata"}]}"#})).await;
     assert!(errors.is_empty(), "a patch Docker can run was refused: {errors:?}");
 }
+
+#[tokio::test]
+async fn job_identifier_numbers_are_accepted_as_numbers_or_strings() {
+    let h = memory_harness().await;
+    let mut body = fixture("cd.go.elastic-agent.create-agent.json");
+    body["cluster_profile_properties"] = memory_cluster(&[]);
+    body["job_identifier"] = json!({"pipeline_name": "build", "pipeline_label": 42, "pipeline_counter": "42", "stage_name": "test", "stage_counter": 1, "job_name": "unit", "job_id": "61"});
+    let (status, answer) = h.harness.send("cd.go.elastic-agent.create-agent", &body).await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    crate::lifecycle::wait_pods(&h, 1).await;
+    assert_eq!(h.runtime.pods()[0].info.job_id, 61);
+}

@@ -295,6 +295,7 @@ async fn should_assign_work_recovers_after_a_restart() {
     )
     .await
     .unwrap();
+    restarted.gocd.set_server_id(&h.harness.gocd.server_id());
     let body = json!({"agent": {"agent_id": name, "agent_state": "Idle", "build_state": "Idle", "config_state": "Enabled"}, "job_identifier": job(1101), "cluster_profile_properties": cluster});
     let asked = || async { restarted.send("cd.go.elastic-agent.should-assign-work", &body).await.unwrap().1 == "true" };
     gocd_dind::demo::wait_for(Duration::from_secs(5), "assignment after restart", asked).await.unwrap();

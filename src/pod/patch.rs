@@ -14,8 +14,10 @@ use super::{AGENT_CONTAINER, DIND_CONTAINER};
 pub fn apply_spec_patch(spec: &PodSpec, patch: &Map<String, Value>) -> Result<PodSpec, String> {
     let mut value = serde_json::to_value(spec).map_err(|e| e.to_string())?;
     merge_object(value.as_object_mut().expect("a pod spec is an object"), patch);
-    let patched: PodSpec =
-        serde_json::from_value(value.clone()).map_err(|e| format!("the patched spec is not a valid pod spec: {e}"))?;
+    let patched: PodSpec = serde_json::from_value(value.clone()).map_err(|e| {
+        // The patch may carry values an operator would not want echoed into job consoles.
+        format!("the patched spec is not a valid pod spec: {}", crate::error::redact(&e.to_string()))
+    })?;
     // Deserialising drops fields a pod spec does not have; a misspelt key must not
     // vanish silently.
     let kept = serde_json::to_value(&patched).map_err(|e| e.to_string())?;

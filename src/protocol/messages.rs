@@ -26,22 +26,46 @@ impl Properties {
 }
 
 /// GoCD's job identifier. `job_id` is the database build id: unique per job run, and the
-/// key every decision uses. `stage_counter` is a string on the wire, the others numbers.
+/// key every decision uses. GoCD sends `stage_counter` as a string and the counters and
+/// `job_id` as numbers; either form is accepted for each, so a change of serialisation on
+/// GoCD's side cannot make us refuse every job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobIdentifier {
+    #[serde(deserialize_with = "number")]
     pub job_id: i64,
     #[serde(default)]
     pub pipeline_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub pipeline_label: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "number")]
     pub pipeline_counter: i64,
     #[serde(default)]
     pub stage_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub stage_counter: String,
     #[serde(default)]
     pub job_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(i64),
+    Text(String),
+}
+
+fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    match NumberOrText::deserialize(deserializer)? {
+        NumberOrText::Number(n) => Ok(n),
+        NumberOrText::Text(t) => t.trim().parse().map_err(|_| serde::de::Error::custom("expected a whole number")),
+    }
+}
+
+fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(match NumberOrText::deserialize(deserializer)? {
+        NumberOrText::Number(n) => n.to_string(),
+        NumberOrText::Text(t) => t,
+    })
 }
 
 impl JobIdentifier {
