@@ -8,7 +8,7 @@
 //!   agent's user, then runs dockerd on `tcp://127.0.0.1:2376` with mutual TLS only.
 //!   A startup probe makes a real TLS API call, so the agent starts only once it answers.
 //! - `agent`, the GoCD agent image, unprivileged, with the client certificate and the
-//!   CLI on its `PATH`; `/godata` is shared at the same path so `docker run -v $PWD:...`
+//!   CLI mounted at `/usr/local/bin/docker`; `/godata` is shared at the same path so `docker run -v $PWD:...`
 //!   resolves inside the job's own daemon.
 
 mod dind_script;
@@ -38,7 +38,11 @@ pub const AGENT_CONTAINER: &str = "agent";
 pub const DIND_CONTAINER: &str = "dind";
 pub const DOCKER_PORT: u16 = 2376;
 pub const TLS_DIR: &str = "/gocd-dind/tls";
+/// Where dind leaves its docker CLI (the `docker-cli` volume).
 pub const CLI_DIR: &str = "/gocd-dind/bin";
+/// Where the agent sees that CLI: one file mounted onto the standard `PATH`, so the
+/// image's own `PATH` (custom images often extend it) stays as it is.
+pub const AGENT_CLI: &str = "/usr/local/bin/docker";
 pub const WORKSPACE: &str = "/godata";
 /// uid and gid of GoCD's agent images (user `go`, group root).
 pub const AGENT_UID: i64 = 1000;
@@ -272,7 +276,6 @@ fn agent_container(req: &PodRequest<'_>, image: &str) -> Container {
         var("DOCKER_HOST", &format!("tcp://127.0.0.1:{DOCKER_PORT}")),
         var("DOCKER_TLS_VERIFY", "1"),
         var("DOCKER_CERT_PATH", TLS_DIR),
-        var("PATH", &format!("{CLI_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")),
     ]);
     env.extend(req.elastic.environment.iter().map(|v| var(&v.name, &v.value)));
     Container {
@@ -288,7 +291,7 @@ fn agent_container(req: &PodRequest<'_>, image: &str) -> Container {
         resources: resources(req.elastic.agent_cpu, req.elastic.agent_memory),
         volume_mounts: Some(vec![
             mount(volume::WORKSPACE, WORKSPACE, false),
-            mount(volume::DOCKER_CLI, CLI_DIR, true),
+            VolumeMount { sub_path: Some("docker".into()), ..mount(volume::DOCKER_CLI, AGENT_CLI, true) },
             mount(volume::AGENT_TLS, TLS_DIR, true),
         ]),
         ..Container::default()

@@ -420,6 +420,9 @@ async fn agent_reaches_its_own_dockerd_over_tls_and_docker_run_sees_godata() {
     let pod = wait_up(&docker, &h.gocd, job).await;
     let agent = pod.agent();
 
+    let path = sh_ok(&docker, &agent, "echo \"$PATH\"; command -v docker").await;
+    assert!(path.contains("/opt/agent-tools/bin"), "the image's own PATH is kept: {path}");
+    assert!(path.trim_end().ends_with("/docker"), "docker is on the PATH: {path}");
     let ids = sh_ok(&docker, &agent, "id -u; id -g").await;
     assert_eq!(ids.split_whitespace().collect::<Vec<_>>(), ["1000", "0"], "the agent runs as GoCD's user go (1000:0)");
     let info =

@@ -69,7 +69,12 @@ fn agent_gets_registration_and_docker_environment_and_no_privilege() {
     assert_eq!(env["DOCKER_HOST"].as_deref(), Some("tcp://127.0.0.1:2376"));
     assert_eq!(env["DOCKER_CERT_PATH"].as_deref(), Some(TLS_DIR));
     assert_eq!(env["A"].as_deref(), Some("b=c"));
-    assert!(env["PATH"].as_deref().unwrap().starts_with(CLI_DIR));
+    assert!(!env.contains_key("PATH"), "the image's PATH stays");
+    let cli = agent.volume_mounts.iter().flatten().find(|m| m.name == volume::DOCKER_CLI).unwrap();
+    assert_eq!(
+        (cli.mount_path.as_str(), cli.sub_path.as_deref(), cli.read_only),
+        (AGENT_CLI, Some("docker"), Some(true))
+    );
     // The register key travels in the Secret, not in the pod spec.
     assert_eq!(env["GO_EA_AUTO_REGISTER_KEY"], None);
     assert!(!serde_json::to_string(&built.pod).unwrap().contains("register-key-1"));

@@ -100,10 +100,11 @@ impl DockerRuntime {
 
     async fn create_container(&self, plan: &ContainerPlan) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
+        let body = self.with_path(plan).await;
         docker
             .create_container(
                 Some(CreateContainerOptions { name: Some(plan.name.clone()), ..Default::default() }),
-                plan.body.clone(),
+                body,
             )
             .await
             .map_err(|e| RuntimeError::Rejected(format!("creating container {}: {e}", plan.name)))?;
@@ -126,6 +127,35 @@ impl DockerRuntime {
                 RuntimeError::Rejected(format!("starting container {}: {text}", plan.name))
             }
         })
+    }
+
+    /// The container's body with `path_prepend` in front of its `PATH`: the pod's own
+    /// `PATH` when it sets one, else the image's.
+    async fn with_path(&self, plan: &ContainerPlan) -> bollard::models::ContainerCreateBody {
+        let mut body = plan.body.clone();
+        if plan.path_prepend.is_empty() {
+            return body;
+        }
+        let path_of = |env: &[String]| env.iter().find_map(|e| e.strip_prefix("PATH=").map(str::to_owned));
+        let mut env = body.env.take().unwrap_or_default();
+        let base = match path_of(&env) {
+            Some(path) => Some(path),
+            None => match self.docker().await {
+                Ok(docker) => docker
+                    .inspect_image(body.image.as_deref().unwrap_or_default())
+                    .await
+                    .ok()
+                    .and_then(|image| image.config)
+                    .and_then(|config| config.env)
+                    .and_then(|image_env| path_of(&image_env)),
+                Err(_) => None,
+            },
+        };
+        let base = base.unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        env.retain(|e| !e.starts_with("PATH="));
+        env.push(format!("PATH={}:{base}", plan.path_prepend.join(":")));
+        body.env = Some(env);
+        body
     }
 
     /// Runs the pod's startup probe in dind until it succeeds, dind exits, or the

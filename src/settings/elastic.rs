@@ -16,7 +16,7 @@ pub const FIELDS: &[Field] = &[
 
 /// Variables the pod itself sets; a profile overriding them would break registration or
 /// point the job at another daemon.
-const RESERVED_ENV: &[&str] = &["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "PATH"];
+const RESERVED_ENV: &[&str] = &["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvVar {

@@ -32,7 +32,15 @@ pub struct ContainerPlan {
     pub name: String,
     pub body: ContainerCreateBody,
     pub files: Vec<File>,
+    /// Directories to put in front of the container's `PATH` (the image's, unless the
+    /// pod sets one): how a command mounted by `subPath` reaches the `PATH` here.
+    pub path_prepend: Vec<String>,
 }
+
+/// Docker Engine 20.10 cannot mount a file out of a volume (`subPath`). A command
+/// mounted onto `/usr/local/bin` is served instead from a directory of its own, put in
+/// front of the `PATH`: the same command, found the same way.
+const SUBPATH_DIR: &str = "/gocd-dind/path";
 
 #[derive(Debug, Clone)]
 pub struct DockerPod {
@@ -137,12 +145,13 @@ pub fn unsupported(pod: &AgentPod) -> Vec<String> {
         }
         for mount in container.volume_mounts.iter().flatten() {
             let json = serde_json::to_value(mount).unwrap_or_default();
-            unknown_fields(
-                &json,
-                &["name", "mountPath", "readOnly"],
-                &format!("{path}.volumeMounts[{}]", mount.name),
-                &mut problems,
-            );
+            let mount_path = format!("{path}.volumeMounts[{}]", mount.name);
+            unknown_fields(&json, &["name", "mountPath", "readOnly", "subPath"], &mount_path, &mut problems);
+            if let Some(file) = &mount.sub_path {
+                if mount.mount_path != format!("/usr/local/bin/{file}") || file.contains('/') {
+                    problems.push(format!("{mount_path}: subPath is supported only for a command in /usr/local/bin"));
+                }
+            }
         }
     }
     for volume in spec.volumes.iter().flatten() {
@@ -219,11 +228,19 @@ fn plan(
     let secret_data = secret.data.clone().unwrap_or_default();
     let mut mounts = Vec::new();
     let mut files = Vec::new();
+    let mut path_prepend = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
         let Some(volume) = volumes.get(m.name.as_str()) else { continue };
         if volume.empty_dir.is_some() {
+            let target = if m.sub_path.is_some() {
+                let dir = format!("{SUBPATH_DIR}/{}", volume.name);
+                path_prepend.push(dir.clone());
+                dir
+            } else {
+                m.mount_path.clone()
+            };
             mounts.push(Mount {
-                target: Some(m.mount_path.clone()),
+                target: Some(target),
                 source: Some(volume_name(pod, &volume.name)),
                 typ: Some(MountType::VOLUME),
                 read_only: m.read_only,
@@ -268,6 +285,7 @@ fn plan(
     ContainerPlan {
         name: container_name(pod, &c.name),
         files,
+        path_prepend,
         body: ContainerCreateBody {
             image: c.image.clone(),
             // Kubernetes' command/args are Docker's entrypoint/cmd; a command without
@@ -366,6 +384,12 @@ mod tests {
         let env = plan.agent.body.env.as_ref().unwrap();
         assert!(env.contains(&"GO_EA_AUTO_REGISTER_KEY=key-5".to_owned()), "the register key comes from the Secret");
         assert_eq!(plan.volumes, ["p1-godata", "p1-docker-lib", "p1-docker-cli"]);
+        // The CLI's subPath mount: a directory of its own in front of the PATH.
+        assert_eq!(plan.agent.path_prepend, ["/gocd-dind/path/docker-cli"]);
+        let cli =
+            agent_host.mounts.as_ref().unwrap().iter().find(|m| m.source.as_deref() == Some("p1-docker-cli")).unwrap();
+        assert_eq!(cli.target.as_deref(), Some("/gocd-dind/path/docker-cli"));
+        assert!(plan.dind.path_prepend.is_empty());
         assert_eq!((plan.probe_period_seconds, plan.probe_attempts), (1, 120));
     }
 
