@@ -78,6 +78,7 @@ pub struct Service {
     health: Mutex<BTreeMap<ClusterId, HealthMessage>>,
     clusters: Mutex<HashMap<ClusterId, Cluster>>,
     last_agents: Mutex<Vec<AgentMetadata>>,
+    last_refresh: Mutex<HashMap<ClusterId, std::time::Instant>>,
     pub(crate) tasks: TaskTracker,
     pub metrics: Metrics,
 }
@@ -101,6 +102,7 @@ impl Service {
             health: Mutex::default(),
             clusters: Mutex::default(),
             last_agents: Mutex::default(),
+            last_refresh: Mutex::default(),
             tasks: TaskTracker::new(),
             metrics: Metrics::default(),
         })

@@ -1,7 +1,7 @@
 //! create-agent, should-assign-work, job-completion and server-ping.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{info, instrument, warn};
 
@@ -13,6 +13,8 @@ use crate::processor::HealthMessage;
 use crate::protocol::{CreateAgentRequest, JobCompletionRequest, ServerPingRequest, ShouldAssignWorkRequest};
 use crate::settings::ElasticSettings;
 use crate::tls;
+
+const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(2);
 
 impl Service {
     #[instrument(skip_all, fields(job_id = req.job_identifier.job_id))]
@@ -192,14 +194,24 @@ impl Service {
         // Answer now and refresh in the background; the agent asks again shortly.
         let service = Arc::clone(self);
         let props = req.cluster_profile_properties.clone();
-        self.tasks.spawn(async move {
-            if let Ok(cluster) = service.resolve(&props).await {
-                if let Ok(pods) = cluster.runtime.list_pods(&cluster.owner).await {
-                    service.registry.lock().unwrap().refresh(&cluster.id, pods);
-                }
-            }
-        });
+        self.tasks.spawn(async move { service.refresh_after_unknown_agent(&props).await });
         false
+    }
+
+    /// Lists the cluster's pods into the registry, at most once every few seconds per
+    /// cluster: after a restart every agent asks at once.
+    async fn refresh_after_unknown_agent(&self, props: &crate::protocol::Properties) {
+        let Ok(cluster) = self.resolve(props).await else { return };
+        {
+            let mut last = self.last_refresh.lock().unwrap();
+            if last.get(&cluster.id).is_some_and(|at| at.elapsed() < REFRESH_AT_MOST_EVERY) {
+                return;
+            }
+            last.insert(cluster.id.clone(), Instant::now());
+        }
+        if let Ok(pods) = cluster.runtime.list_pods(&cluster.owner).await {
+            self.registry.lock().unwrap().refresh(&cluster.id, pods);
+        }
     }
 
     /// Disable the agent, remove the pod and all it owns, delete the agent. A step that
