@@ -7,4 +7,5 @@ mod binary;
 mod docker_e2e;
 mod docker_remote;
 mod http_contract;
+mod kubernetes;
 pub mod lifecycle;
