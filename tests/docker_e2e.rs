@@ -37,10 +37,8 @@ use gocd_dind::service::ServiceOptions;
 use serde_json::{json, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-const AGENT_IMAGE: &str = "gocd-dind-test/agent:latest";
-const DIND_IMAGE: &str = "gocd-dind-test/dind:latest";
-const JOB_IMAGE: &str = "gocd-dind-test/debian:bookworm";
-const JOB_IMAGE_TAR: &str = "/var/cache/gocd-dind/debian-bookworm.tar";
+use crate::support::{docker, AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE, JOB_IMAGE_TAR};
+
 const POD_UP_WITHIN: Duration = Duration::from_secs(180);
 
 /// Pods that may run at once across this binary's tests (2 cores).
@@ -68,23 +66,6 @@ fn cluster() -> Value {
         "dind_image": DIND_IMAGE,
         "dind_security": "capabilities",
     })
-}
-
-/// The engine, or a panic that says how to get one.
-async fn docker() -> Docker {
-    let how = "run `bash .ci/docker-up.sh && bash .ci/build-test-images.sh` (as root) first";
-    let docker = Docker::connect_with_defaults()
-        .unwrap_or_else(|e| panic!("Docker end-to-end tests need a Docker Engine ({e}); {how}"));
-    let docker = docker.negotiate_version().await.unwrap_or_else(|e| {
-        panic!("Docker end-to-end tests need a Docker Engine, and none answers at the default socket ({e}); {how}")
-    });
-    for image in [AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE] {
-        if let Err(e) = docker.inspect_image(image).await {
-            panic!("test image {image} is missing ({e}); {how}");
-        }
-    }
-    assert!(std::path::Path::new(JOB_IMAGE_TAR).is_file(), "{JOB_IMAGE_TAR} is missing; {how}");
-    docker
 }
 
 async fn harness() -> Harness {

@@ -16,13 +16,7 @@ use gocd_dind::service::ServiceOptions;
 use gocd_dind::settings::{ClusterId, DockerConnection};
 use serde_json::json;
 
-async fn docker() -> Docker {
-    let docker = Docker::connect_with_defaults().expect("Docker client");
-    docker
-        .negotiate_version()
-        .await
-        .expect("these tests need a Docker Engine: run `bash .ci/docker-up.sh` (scripts/test.sh does)")
-}
+use crate::support::{docker, AGENT_IMAGE, DIND_IMAGE};
 
 /// A Docker Engine in a container, answering mutual TLS on a loopback port of the host:
 /// a "remote" engine as an operator would point `docker_host` at.
@@ -45,7 +39,7 @@ done
 [ -f /sys/fs/cgroup/cgroup.controllers ] && mount -o remount,rw /sys/fs/cgroup
 exec dockerd --host=tcp://0.0.0.0:2376 --tlsverify --tlscacert=/tls/ca.pem --tlscert=/tls/cert.pem --tlskey=/tls/key.pem"#;
         let body = ContainerCreateBody {
-            image: Some("gocd-dind-test/dind:latest".into()),
+            image: Some(DIND_IMAGE.into()),
             entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
             cmd: Some(vec![]),
             exposed_ports: Some(vec!["2376/tcp".into()]),
@@ -154,8 +148,8 @@ async fn a_host_refusing_privileged_containers_is_told_to_use_capabilities() {
     let docker = docker().await;
     let runtimes = Runtimes { engines: EngineProvider::default(), memory: None };
     let h = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await.unwrap();
-    let cluster = json!({"runtime": "docker", "go_server_url": "https://127.0.0.1:8154/go", "agent_image": "gocd-dind-test/agent:latest",
-                         "dind_image": "gocd-dind-test/dind:latest", "dind_security": "privileged"});
+    let cluster = json!({"runtime": "docker", "go_server_url": "https://127.0.0.1:8154/go", "agent_image": AGENT_IMAGE,
+                         "dind_image": DIND_IMAGE, "dind_security": "privileged"});
     let job_id = 880_000 + i64::from(std::process::id() % 1000);
     assert_eq!(h.send("cd.go.elastic-agent.create-agent", &create_agent_body(&cluster, job_id)).await.unwrap().0, 200);
     let service = h.service.clone();

@@ -61,3 +61,26 @@ pub async fn memory_harness() -> MemoryHarness {
     .expect("harness starts");
     MemoryHarness { harness, runtime, clock }
 }
+
+pub const AGENT_IMAGE: &str = "gocd-dind-test/agent:latest";
+pub const DIND_IMAGE: &str = "gocd-dind-test/dind:latest";
+pub const JOB_IMAGE: &str = "gocd-dind-test/debian:bookworm";
+pub const JOB_IMAGE_TAR: &str = "/var/cache/gocd-dind/debian-bookworm.tar";
+
+/// The engine and the test images, or a panic that says how to get them: Docker tests
+/// fail without Docker, they never skip.
+pub async fn docker() -> bollard::Docker {
+    let how = "run `bash .ci/docker-up.sh && bash .ci/build-test-images.sh` (as root) first";
+    let docker = bollard::Docker::connect_with_defaults()
+        .unwrap_or_else(|e| panic!("Docker end-to-end tests need a Docker Engine ({e}); {how}"));
+    let docker = docker.negotiate_version().await.unwrap_or_else(|e| {
+        panic!("Docker end-to-end tests need a Docker Engine, and none answers at the default socket ({e}); {how}")
+    });
+    for image in [AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE] {
+        if let Err(e) = docker.inspect_image(image).await {
+            panic!("test image {image} is missing ({e}); {how}");
+        }
+    }
+    assert!(std::path::Path::new(JOB_IMAGE_TAR).is_file(), "{JOB_IMAGE_TAR} is missing; {how}");
+    docker
+}
