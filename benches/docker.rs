@@ -26,7 +26,6 @@ use futures_util::StreamExt;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
 use gocd_dind::pod::label_keys;
-use gocd_dind::runtime::docker::EngineProvider;
 use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::ServiceOptions;
 use serde_json::{json, Value};
@@ -51,7 +50,7 @@ async fn bench(runs: usize) -> anyhow::Result<()> {
     }
     let hint = "no Docker Engine answers: run `bash .ci/docker-up.sh && bash .ci/build-test-images.sh`";
     let docker = Docker::connect_with_defaults().context(hint)?.negotiate_version().await.context(hint)?;
-    let runtimes = Runtimes { engines: EngineProvider::default(), memory: None };
+    let runtimes = Runtimes::new(None);
     let harness = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await?;
     let cluster = json!({
         "runtime": "docker",

@@ -6,7 +6,7 @@ use clap::Parser;
 use gocd_dind::clock::Clock;
 use gocd_dind::config::{Cli, Command, LogFormat, ServeArgs};
 use gocd_dind::processor::ProcessorClient;
-use gocd_dind::runtime::{docker::EngineProvider, memory::MemoryRuntime, Runtimes};
+use gocd_dind::runtime::{memory::MemoryRuntime, Runtimes};
 use gocd_dind::service::{Service, ServiceOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -27,10 +27,7 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let token = args.token()?;
     let clock = Clock::default();
-    let runtimes = Runtimes {
-        engines: EngineProvider::default(),
-        memory: args.allow_memory_runtime.then(|| MemoryRuntime::new(clock.clone())),
-    };
+    let runtimes = Runtimes::new(args.allow_memory_runtime.then(|| MemoryRuntime::new(clock.clone())));
     let options = ServiceOptions { allow_memory_runtime: args.allow_memory_runtime };
     let service = Service::new(Arc::new(runtimes), ProcessorClient::new(&args.processor_url, &token), clock, options);
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -24,14 +24,17 @@ pub async fn handle(service: &Arc<Service>, name: RequestName, body: &[u8]) -> R
         })),
         RequestName::GetElasticAgentProfileMetadata => Ok(profiles::elastic_metadata()),
         RequestName::GetElasticAgentProfileView => Ok(json!({"template": views::elastic_profile()})),
-        RequestName::ValidateElasticAgentProfile => Ok(profiles::validate_elastic(&parse(name, body)?)),
+        RequestName::ValidateElasticAgentProfile => Ok(profiles::validate_elastic(service, &parse(name, body)?)),
         RequestName::GetClusterProfileMetadata => Ok(profiles::cluster_metadata()),
         RequestName::GetClusterProfileView => Ok(json!({"template": views::cluster_profile()})),
         RequestName::ValidateClusterProfile => Ok(profiles::validate_cluster(service, &parse(name, body)?)),
-        RequestName::MigrateConfig => profiles::migrate_config(with_body(name, body)?),
+        RequestName::MigrateConfig => profiles::migrate_config(service, with_body(name, body)?),
         RequestName::ClusterProfileChanged => {
             let change: crate::protocol::ClusterProfileChangedRequest = parse(name, body)?;
             tracing::info!(status = %change.status, "cluster profile changed");
+            if change.status != "deleted" {
+                service.note_cluster_profiles(std::slice::from_ref(&change.cluster_profiles_properties), false);
+            }
             Ok(json!({}))
         }
         RequestName::CreateAgent => service.create_agent(parse(name, body)?).await.map(|()| json!({})),

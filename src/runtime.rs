@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use crate::pod::{AgentPod, Ownership};
 use crate::protocol::JobIdentifier;
-use crate::settings::ClusterSettings;
+use crate::settings::{ClusterId, ClusterSettings, DockerConnection, KubernetesConnection, RuntimeKind};
 
 /// A pod as a listing shows it: enough to decide, rebuilt from labels alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +61,6 @@ pub enum RuntimeError {
         "dockerd in pod {pod} did not answer over TLS after {seconds:.1} s ({why}); last lines of its log:\n{log_tail}"
     )]
     DaemonNotReady { pod: String, why: String, seconds: f64, log_tail: String },
-    /// No runtime here serves this cluster profile.
-    #[error("{0}")]
-    Unsupported(String),
     #[error("{0}")]
     Other(String),
 }
@@ -93,18 +90,54 @@ pub trait RuntimeProvider: Send + Sync {
     fn runtime(&self, cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError>;
 }
 
-/// The service's provider: Docker engines, plus the in-memory runtime when the service
-/// runs with `--allow-memory-runtime` (tests that drive the real binary).
+/// The service's provider: one runtime per place (engine or API server, with its
+/// credentials), shared by every cluster profile that points there and replaced when the
+/// profile's connection changes; the in-memory runtime when the service runs with
+/// `--allow-memory-runtime` (tests that drive the real binary).
 pub struct Runtimes {
-    pub engines: docker::EngineProvider,
-    pub memory: Option<Arc<memory::MemoryRuntime>>,
+    memory: Option<Arc<memory::MemoryRuntime>>,
+    cache: std::sync::Mutex<std::collections::HashMap<ClusterId, Cached>>,
+}
+
+/// A runtime and the connection it was made for.
+type Cached = (Connection, Arc<dyn Runtime>);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Connection {
+    Docker(DockerConnection),
+    Kubernetes(KubernetesConnection),
+}
+
+impl Runtimes {
+    pub fn new(memory: Option<Arc<memory::MemoryRuntime>>) -> Self {
+        Self { memory, cache: std::sync::Mutex::default() }
+    }
 }
 
 impl RuntimeProvider for Runtimes {
     fn runtime(&self, cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError> {
-        match (&self.memory, cluster.runtime) {
-            (Some(memory), crate::settings::RuntimeKind::Memory) => Ok(memory.clone()),
-            _ => self.engines.runtime(cluster),
+        let connection = match cluster.runtime {
+            RuntimeKind::Memory => {
+                return self.memory.clone().map(|m| m as Arc<dyn Runtime>).ok_or_else(|| {
+                    RuntimeError::Rejected(
+                        "runtime = memory is for tests: start the service with --allow-memory-runtime".into(),
+                    )
+                })
+            }
+            RuntimeKind::Docker => Connection::Docker(cluster.docker.clone()),
+            RuntimeKind::Kubernetes => Connection::Kubernetes(cluster.kubernetes.clone()),
+        };
+        let mut cache = self.cache.lock().unwrap();
+        if let Some((cached, runtime)) = cache.get(&cluster.id()) {
+            if *cached == connection {
+                return Ok(runtime.clone());
+            }
         }
+        let runtime: Arc<dyn Runtime> = match &connection {
+            Connection::Docker(c) => Arc::new(docker::DockerRuntime::new(c.clone())),
+            Connection::Kubernetes(c) => Arc::new(kubernetes::KubernetesRuntime::connect(c)?),
+        };
+        cache.insert(cluster.id(), (connection, runtime.clone()));
+        Ok(runtime)
     }
 }

@@ -60,10 +60,6 @@ pub enum ClusterError {
     /// GoCD (through the bridge) did not answer: try again later.
     #[error("{0}")]
     Transient(String),
-    /// No runtime here can serve it (e.g. `runtime = kubernetes` in this release): no pod
-    /// of it can exist.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 pub struct Service {
@@ -79,6 +75,9 @@ pub struct Service {
     clusters: Mutex<HashMap<ClusterId, Cluster>>,
     last_agents: Mutex<Vec<AgentMetadata>>,
     last_refresh: Mutex<HashMap<ClusterId, std::time::Instant>>,
+    /// Whether any cluster profile GoCD reported runs on Kubernetes: elastic profiles are
+    /// then validated only against what every runtime honours.
+    kubernetes_in_use: std::sync::atomic::AtomicBool,
     pub(crate) tasks: TaskTracker,
     pub metrics: Metrics,
 }
@@ -103,6 +102,7 @@ impl Service {
             clusters: Mutex::default(),
             last_agents: Mutex::default(),
             last_refresh: Mutex::default(),
+            kubernetes_in_use: std::sync::atomic::AtomicBool::new(false),
             tasks: TaskTracker::new(),
             metrics: Metrics::default(),
         })
@@ -133,7 +133,7 @@ impl Service {
     /// Resolves a cluster profile. Needs the server id (ownership labels), so it fails
     /// while the processor bridge is unreachable.
     async fn cluster(&self, settings: ClusterSettings) -> Result<Cluster, ClusterError> {
-        let runtime = self.runtimes.runtime(&settings).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        let runtime = self.runtimes.runtime(&settings).map_err(|e| ClusterError::Invalid(e.to_string()))?;
         let info = self
             .server_info()
             .await
@@ -151,6 +151,22 @@ impl Service {
             ClusterError::Invalid(format!("the cluster profile is invalid: {}", list.join("; ")))
         })?;
         self.cluster(settings).await
+    }
+
+    /// Records which runtimes GoCD's cluster profiles use. migrate-config and server-ping
+    /// carry every profile (`complete`); cluster-profile-changed only one.
+    pub fn note_cluster_profiles(&self, profiles: &[Properties], complete: bool) {
+        let kubernetes = profiles.iter().any(|p| p.get("runtime") == Some(RuntimeKind::Kubernetes.as_str()));
+        let flag = &self.kubernetes_in_use;
+        if complete {
+            flag.store(kubernetes, std::sync::atomic::Ordering::Relaxed);
+        } else if kubernetes {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn kubernetes_in_use(&self) -> bool {
+        self.kubernetes_in_use.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The pod the service knows for a job, if any.

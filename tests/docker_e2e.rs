@@ -31,7 +31,6 @@ use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
 use gocd_dind::fake_gocd::FakeGocd;
 use gocd_dind::pod::{label_keys, MANAGED_BY};
-use gocd_dind::runtime::docker::EngineProvider;
 use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::ServiceOptions;
 use serde_json::{json, Value};
@@ -73,7 +72,7 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(clock: Clock) -> Harness {
-    let runtimes = Runtimes { engines: EngineProvider::default(), memory: None };
+    let runtimes = Runtimes::new(None);
     Harness::start(std::sync::Arc::new(runtimes), clock, ServiceOptions::default())
         .await
         .expect("the service starts on loopback")

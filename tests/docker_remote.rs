@@ -10,7 +10,7 @@ use bollard::Docker;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, wait_for, Harness};
 use gocd_dind::pod::{Ownership, DIND_CAPABILITIES};
-use gocd_dind::runtime::docker::{DockerRuntime, EngineProvider};
+use gocd_dind::runtime::docker::DockerRuntime;
 use gocd_dind::runtime::{Runtime, Runtimes};
 use gocd_dind::service::ServiceOptions;
 use gocd_dind::settings::{ClusterId, DockerConnection};
@@ -146,7 +146,7 @@ async fn a_remote_engine_is_reached_over_mutual_tls_with_the_profiles_certificat
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_refusing_privileged_containers_is_told_to_use_capabilities() {
     let docker = docker().await;
-    let runtimes = Runtimes { engines: EngineProvider::default(), memory: None };
+    let runtimes = Runtimes::new(None);
     let h = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await.unwrap();
     let cluster = json!({"runtime": "docker", "go_server_url": "https://127.0.0.1:8154/go", "agent_image": AGENT_IMAGE,
                          "dind_image": DIND_IMAGE, "dind_security": "privileged"});

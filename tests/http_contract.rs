@@ -399,3 +399,24 @@ async fn job_identifier_numbers_are_accepted_as_numbers_or_strings() {
     crate::lifecycle::wait_pods(&h, 1).await;
     assert_eq!(h.runtime.pods()[0].info.job_id, 61);
 }
+
+async fn validate_storage_size(h: &crate::support::MemoryHarness) -> Vec<Value> {
+    let storage = json!({"DockerStorageSize": "20Gi"});
+    let (_, answer) = h.harness.send("cd.go.elastic-agent.validate-elastic-agent-profile", &storage).await.unwrap();
+    serde_json::from_str(&answer).unwrap()
+}
+
+#[tokio::test]
+async fn with_kubernetes_in_use_elastic_profiles_are_not_held_to_dockers_limits() {
+    let h = memory_harness().await;
+    assert_eq!(validate_storage_size(&h).await.len(), 1, "refused while every cluster profile runs on Docker");
+    let both = json!({"all_cluster_profile_properties": [memory_cluster(&[]), {"runtime": "kubernetes", "kubernetes_cluster_url": "https://127.0.0.1:1"}]});
+    h.harness.send("cd.go.elastic-agent.server-ping", &both).await.unwrap();
+    assert!(validate_storage_size(&h).await.is_empty(), "a Kubernetes cluster profile can use it");
+    let hostpath = json!({"PodSpecPatch": r#"{"volumes": [{"name": "s", "hostPath": {"path": "/"}}]}"#});
+    let (_, answer) = h.harness.send("cd.go.elastic-agent.validate-elastic-agent-profile", &hostpath).await.unwrap();
+    assert!(answer.contains("hostPath"), "invariants hold for every runtime: {answer}");
+    let docker_only = json!({"all_cluster_profile_properties": [memory_cluster(&[])]});
+    h.harness.send("cd.go.elastic-agent.server-ping", &docker_only).await.unwrap();
+    assert_eq!(validate_storage_size(&h).await.len(), 1, "Docker-only again");
+}

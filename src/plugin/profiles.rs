@@ -25,17 +25,19 @@ pub fn cluster_metadata() -> Value {
     json!(ClusterSettings::fields().iter().map(crate::settings::Field::metadata).collect::<Vec<_>>())
 }
 
-pub fn validate_elastic(props: &Properties) -> Value {
+pub fn validate_elastic(service: &Service, props: &Properties) -> Value {
     match ElasticSettings::parse(props) {
         Err(errors) => json!(errors),
-        Ok(elastic) => json!(fits_the_pod(&elastic)),
+        Ok(elastic) => json!(fits_the_pod(&elastic, !service.kubernetes_in_use())),
     }
 }
 
-/// Builds a sample pod from the profile so a patch that breaks the pod's invariants, or
-/// a field the Docker runtime cannot honour, is refused when the profile is saved rather
-/// than at the first job. Every cluster profile this release accepts runs on Docker.
-fn fits_the_pod(elastic: &ElasticSettings) -> Vec<ValidationError> {
+/// Builds a sample pod from the profile so a patch that breaks the pod's invariants is
+/// refused when the profile is saved rather than at the first job; and, while every
+/// cluster profile GoCD reported runs on Docker, so is a field Docker cannot honour.
+/// (GoCD does not say which cluster profile an elastic profile being validated belongs
+/// to: with Kubernetes in use, Docker's limits are reported at create-agent instead.)
+fn fits_the_pod(elastic: &ElasticSettings, docker_rules: bool) -> Vec<ValidationError> {
     let mut cluster = ClusterSettings::parse(&Properties::default(), false).expect("the defaults are valid");
     cluster.agent_image = Some("validation".into());
     let tls = PodTls {
@@ -58,6 +60,7 @@ fn fits_the_pod(elastic: &ElasticSettings) -> Vec<ValidationError> {
     });
     match built {
         Err(e) => vec![ValidationError::new("PodSpecPatch", e.to_string())],
+        Ok(_) if !docker_rules => Vec::new(),
         Ok(pod) => translate::unsupported(&pod)
             .into_iter()
             .map(|problem| {
@@ -69,20 +72,12 @@ fn fits_the_pod(elastic: &ElasticSettings) -> Vec<ValidationError> {
 }
 
 pub fn validate_cluster(service: &Service, props: &Properties) -> Value {
-    let mut errors: Vec<ValidationError> =
-        ClusterSettings::parse(props, service.options.allow_memory_runtime).err().unwrap_or_default();
-    if props.get("runtime") == Some("kubernetes") && errors.iter().all(|e| e.key != "runtime") {
-        errors.push(ValidationError::new(
-            "runtime",
-            "the kubernetes runtime is not available in this release yet: use docker",
-        ));
-    }
-    json!(errors)
+    json!(ClusterSettings::parse(props, service.options.allow_memory_runtime).err().unwrap_or_default())
 }
 
 /// GoCD replaces all of this plugin's profiles with what we answer, so the answer is
 /// exactly what came in: returning less would delete operators' configuration.
-pub fn migrate_config(body: &[u8]) -> Result<Value> {
+pub fn migrate_config(service: &Service, body: &[u8]) -> Result<Value> {
     let bad = |why: &str| Error::BadRequest(format!("cd.go.elastic-agent.migrate-config: {why}"));
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| bad(&format!("invalid JSON at line {}, column {}", e.line(), e.column())))?;
@@ -92,5 +87,12 @@ pub fn migrate_config(body: &[u8]) -> Result<Value> {
             return Err(bad(&format!("`{key}` must be a list")));
         }
     }
+    let profiles: Vec<Properties> = object["cluster_profiles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| serde_json::from_value(p["properties"].clone()).ok())
+        .collect();
+    service.note_cluster_profiles(&profiles, true);
     Ok(value)
 }

@@ -5,7 +5,6 @@ mod archive;
 pub mod translate;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -19,9 +18,9 @@ use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
 use self::translate::{ContainerPlan, DockerPod};
-use super::{ContainerDetails, PodDetails, PodInfo, PodPhase, Runtime, RuntimeError, RuntimeProvider};
+use super::{ContainerDetails, PodDetails, PodInfo, PodPhase, Runtime, RuntimeError};
 use crate::pod::{annotation, label_keys, AgentPod, Ownership, AGENT_CONTAINER, DIND_CONTAINER};
-use crate::settings::{ClusterId, ClusterSettings, DockerConnection, RuntimeKind};
+use crate::settings::{ClusterId, DockerConnection};
 
 /// Engine calls that are not long-running (creating, listing, removing).
 const CALL_TIMEOUT: u64 = 120;
@@ -421,34 +420,5 @@ fn pod_info(name: String, containers: &[ContainerSummary]) -> PodInfo {
         created: UNIX_EPOCH + Duration::from_secs(u64::try_from(created).unwrap_or_default()),
         phase,
         name,
-    }
-}
-
-/// One runtime per place (engine address and credentials), shared by every cluster
-/// profile that points there.
-#[derive(Default)]
-pub struct EngineProvider {
-    engines: Mutex<HashMap<ClusterId, Arc<DockerRuntime>>>,
-}
-
-impl RuntimeProvider for EngineProvider {
-    fn runtime(&self, cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError> {
-        match cluster.runtime {
-            RuntimeKind::Docker => {
-                let mut engines = self.engines.lock().unwrap();
-                let engine =
-                    engines.entry(cluster.id()).or_insert_with(|| Arc::new(DockerRuntime::new(cluster.docker.clone())));
-                if engine.connection != cluster.docker {
-                    *engine = Arc::new(DockerRuntime::new(cluster.docker.clone()));
-                }
-                Ok(engine.clone() as Arc<dyn Runtime>)
-            }
-            RuntimeKind::Kubernetes => Err(RuntimeError::Unsupported(
-                "the kubernetes runtime is not available in this release yet: use runtime = docker".into(),
-            )),
-            RuntimeKind::Memory => Err(RuntimeError::Unsupported(
-                "runtime = memory is for tests: start the service with --allow-memory-runtime".into(),
-            )),
-        }
     }
 }

@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Client, Config};
-use tokio::sync::OnceCell;
 
 use super::{ContainerDetails, PodDetails, PodInfo, PodPhase, Runtime, RuntimeError};
 use crate::pod::{annotation, label_keys, secret_name, AgentPod, Ownership, AGENT_CONTAINER, DIND_CONTAINER};
@@ -23,37 +22,27 @@ const POLL: Duration = Duration::from_secs(1);
 const HOPELESS: &[&str] = &["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff"];
 
 pub struct KubernetesRuntime {
-    connection: KubernetesConnection,
-    client: OnceCell<(Client, String)>,
+    client: Client,
+    namespace: String,
 }
 
 impl KubernetesRuntime {
-    pub fn new(connection: KubernetesConnection) -> Self {
-        Self { connection, client: OnceCell::new() }
+    /// Builds the client from the cluster profile; a profile that names no API server
+    /// outside a cluster is refused here, with what to set.
+    pub fn connect(connection: &KubernetesConnection) -> Result<Self, RuntimeError> {
+        let config = config(connection).map_err(RuntimeError::Rejected)?;
+        let namespace = config.default_namespace.clone();
+        let client = Client::try_from(config).map_err(|e| RuntimeError::Rejected(format!("kubernetes client: {e}")))?;
+        Ok(Self { client, namespace })
     }
 
     /// A runtime over a given client (tests pass a mock API server).
     pub fn with_client(client: Client, namespace: &str) -> Self {
-        Self {
-            connection: KubernetesConnection::default(),
-            client: OnceCell::new_with(Some((client, namespace.to_owned()))),
-        }
+        Self { client, namespace: namespace.to_owned() }
     }
 
-    async fn client(&self) -> Result<&(Client, String), RuntimeError> {
-        self.client
-            .get_or_try_init(|| async {
-                let config = config(&self.connection).map_err(RuntimeError::Unreachable)?;
-                let namespace = config.default_namespace.clone();
-                let client = Client::try_from(config).map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
-                Ok((client, namespace))
-            })
-            .await
-    }
-
-    async fn pods(&self) -> Result<(Api<Pod>, Api<Secret>), RuntimeError> {
-        let (client, namespace) = self.client().await?;
-        Ok((Api::namespaced(client.clone(), namespace), Api::namespaced(client.clone(), namespace)))
+    fn pods(&self) -> (Api<Pod>, Api<Secret>) {
+        (Api::namespaced(self.client.clone(), &self.namespace), Api::namespaced(self.client.clone(), &self.namespace))
     }
 
     /// Waits until the agent container runs; native-sidecar ordering means dind's
@@ -187,19 +176,18 @@ fn pod_info(pod: &Pod) -> PodInfo {
 #[async_trait]
 impl Runtime for KubernetesRuntime {
     async fn describe(&self) -> Result<String, RuntimeError> {
-        let (client, namespace) = self.client().await?;
-        let version = client.apiserver_version().await.map_err(api_error)?;
-        Ok(format!("Kubernetes {} (namespace {namespace})", version.git_version))
+        let version = self.client.apiserver_version().await.map_err(api_error)?;
+        Ok(format!("Kubernetes {} (namespace {})", version.git_version, self.namespace))
     }
 
     async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError> {
-        let (pods, _) = self.pods().await?;
+        let (pods, _) = self.pods();
         let list = pods.list(&ListParams::default().labels(&selector(owner))).await.map_err(api_error)?;
         Ok(list.items.iter().map(pod_info).collect())
     }
 
     async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError> {
-        let (pods, secrets) = self.pods().await?;
+        let (pods, secrets) = self.pods();
         let name = pod.pod.metadata.name.clone().unwrap_or_default();
         let created = pods.create(&PostParams::default(), &pod.pod).await.map_err(api_error)?;
         // The Secret is owned by the pod, so deleting the pod deletes it. Until it exists
@@ -225,7 +213,7 @@ impl Runtime for KubernetesRuntime {
     }
 
     async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {
-        let (pods, secrets) = self.pods().await?;
+        let (pods, secrets) = self.pods();
         match pods.get(name).await {
             Ok(pod) if !owned(&pod, owner) => return Ok(()), // someone else's: leave it
             Ok(_) => match pods.delete(name, &DeleteParams::default()).await {
@@ -245,7 +233,7 @@ impl Runtime for KubernetesRuntime {
     }
 
     async fn pod_details(&self, owner: &Ownership, name: &str) -> Result<Option<PodDetails>, RuntimeError> {
-        let (pods, _) = self.pods().await?;
+        let (pods, _) = self.pods();
         let pod = match pods.get(name).await {
             Ok(pod) if owned(&pod, owner) => pod,
             Ok(_) => return Ok(None),

@@ -36,7 +36,7 @@ impl Service {
         // create-agent while the job waits, and that is the retry.
         let cluster = match self.resolve(&req.cluster_profile_properties).await {
             Ok(c) => c,
-            Err(ClusterError::Invalid(message) | ClusterError::Unsupported(message)) => return refuse(message),
+            Err(ClusterError::Invalid(message)) => return refuse(message),
             Err(ClusterError::Transient(message)) => {
                 warn!(%message, "create-agent postponed");
                 self.console(job, format!("Waiting to create an agent pod: {message}. GoCD will ask again."));
@@ -262,15 +262,11 @@ impl Service {
         let mut snapshots = Vec::new();
         let mut clusters = Vec::new();
         let mut complete = true;
+        self.note_cluster_profiles(&req.all_cluster_profile_properties, true);
         for props in &req.all_cluster_profile_properties {
             let cluster = match self.resolve(props).await {
                 Ok(c) => c,
-                // No pod of an unsupported profile can exist: the others stay complete.
-                Err(ClusterError::Unsupported(e)) => {
-                    warn!(error = %e, "server-ping skips a cluster profile no runtime here serves");
-                    continue;
-                }
-                Err(ClusterError::Invalid(e) | ClusterError::Transient(e)) => {
+                Err(e) => {
                     warn!(error = %e, "server-ping skips a cluster profile; nothing is removed on the strength of it");
                     complete = false;
                     continue;
@@ -358,7 +354,7 @@ fn failure_kind(error: &crate::runtime::RuntimeError) -> &'static str {
     use crate::runtime::RuntimeError;
     match error {
         RuntimeError::Unreachable(_) => "unreachable",
-        RuntimeError::Rejected(_) | RuntimeError::Unsupported(_) => "rejected",
+        RuntimeError::Rejected(_) => "rejected",
         RuntimeError::DaemonNotReady { .. } => "dockerd-not-ready",
         RuntimeError::Other(_) => "other",
     }
