@@ -244,3 +244,17 @@ async fn a_forbidden_call_names_rbac() {
     api.await.unwrap();
     assert!(error.to_string().contains("RBAC"), "{error}");
 }
+
+#[tokio::test]
+async fn a_pod_security_refusal_is_not_blamed_on_rbac() {
+    let (runtime, mut handle) = runtime();
+    let pod = agent_pod();
+    let api = tokio::spawn(async move {
+        let refusal =
+            status(403, "pods \"gocd-dind-k1\" is forbidden: violates PodSecurity \"baseline:latest\": privileged");
+        expect(&mut handle, "POST", "/api/v1/namespaces/agents/pods?", 403, refusal).await;
+    });
+    let error = runtime.create_pod(&pod).await.unwrap_err().to_string();
+    api.await.unwrap();
+    assert!(error.contains("pod-security.kubernetes.io/enforce") && !error.contains("RBAC"), "{error}");
+}

@@ -102,6 +102,13 @@ fn config(connection: &KubernetesConnection) -> Result<Config, String> {
 
 fn api_error(error: kube::Error) -> RuntimeError {
     match error {
+        kube::Error::Api(status) if status.code == 403 && status.message.contains("PodSecurity") => {
+            RuntimeError::Rejected(format!(
+                "the namespace's Pod Security admission refuses the dind container ({}): allow privileged pods \
+                 there, e.g. label the namespace pod-security.kubernetes.io/enforce=privileged",
+                status.message
+            ))
+        }
         kube::Error::Api(status) if status.code == 403 || status.code == 401 => RuntimeError::Rejected(format!(
             "the API server refused ({}): check the token's RBAC: {}",
             status.code, status.message
