@@ -14,7 +14,7 @@
 //! - [`service`]: state, and the effects of the rules.
 //! - [`agents`]: the GoCD rules as pure functions over snapshots.
 //! - [`pod`], [`tls`]: the agent pod and its per-pod certificates, as pure code.
-//! - [`runtime`]: the narrow port to Docker Engine (and an in-memory fake).
+//! - [`runtime`]: the narrow port to Docker Engine and Kubernetes (and an in-memory fake).
 //! - [`processor`]: calls back into GoCD through the shim's processor bridge.
 
 pub mod agents;

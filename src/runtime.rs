@@ -1,7 +1,7 @@
 //! The narrow port every effect on pods goes through. Two real implementations realise
-//! the same `AgentPod`: Docker Engine via bollard, and Kubernetes via kube-rs (tested
-//! against a mock API server; cluster profiles cannot select it yet, see
-//! docs/architecture.md). An in-memory one lets the GoCD rules be tested without a daemon.
+//! the same `AgentPod`: Docker Engine via bollard (proven end to end in CI), and
+//! Kubernetes via kube-rs (tested against a mock API server). An in-memory one lets the
+//! GoCD rules be tested without a daemon.
 
 pub mod docker;
 pub mod kubernetes;
