@@ -18,8 +18,8 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::pod::Ownership;
 use crate::processor::{HealthMessage, ProcessorClient, ServerInfo};
-use crate::protocol::{AgentMetadata, JobIdentifier, Properties};
-use crate::runtime::{Runtime, RuntimeProvider};
+use crate::protocol::{AgentMetadata, JobIdentifier, Properties, ValidationError};
+use crate::runtime::{Runtime, RuntimeError, RuntimeProvider};
 use crate::settings::{ClusterId, ClusterSettings, RuntimeKind};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -144,11 +144,19 @@ impl Service {
         Ok(cluster)
     }
 
+    /// Lists the cluster's pods into the registry; returns what the registry now holds
+    /// for it (pods still being created included).
+    pub(crate) async fn refresh(&self, cluster: &Cluster) -> Result<Vec<crate::runtime::PodInfo>, RuntimeError> {
+        let listed = cluster.runtime.list_pods(&cluster.owner).await?;
+        let mut registry = self.registry.lock().unwrap();
+        registry.refresh(&cluster.id, listed);
+        Ok(registry.cluster_pods(&cluster.id))
+    }
+
     /// Parses and resolves a cluster profile as GoCD sent it.
     pub async fn resolve(&self, props: &Properties) -> Result<Cluster, ClusterError> {
         let settings = ClusterSettings::parse(props, self.options.allow_memory_runtime).map_err(|errors| {
-            let list: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.key, e.message)).collect();
-            ClusterError::Invalid(format!("the cluster profile is invalid: {}", list.join("; ")))
+            ClusterError::Invalid(format!("the cluster profile is invalid: {}", ValidationError::join(&errors)))
         })?;
         self.cluster(settings).await
     }

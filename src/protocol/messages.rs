@@ -182,6 +182,11 @@ impl ValidationError {
     pub fn new(key: &str, message: impl Into<String>) -> Self {
         Self { key: key.to_owned(), message: message.into() }
     }
+
+    /// `key: message; key: message`, for the job console and logs.
+    pub fn join(errors: &[ValidationError]) -> String {
+        errors.iter().map(|e| format!("{}: {}", e.key, e.message)).collect::<Vec<_>>().join("; ")
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

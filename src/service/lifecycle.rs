@@ -10,7 +10,9 @@ use crate::agents::{self, Action, ClusterSnapshot, CreateDecision, Limits};
 use crate::error::{Error, Result};
 use crate::pod::{self, AgentPod, PodRequest};
 use crate::processor::HealthMessage;
-use crate::protocol::{CreateAgentRequest, JobCompletionRequest, ServerPingRequest, ShouldAssignWorkRequest};
+use crate::protocol::{
+    CreateAgentRequest, JobCompletionRequest, ServerPingRequest, ShouldAssignWorkRequest, ValidationError,
+};
 use crate::settings::ElasticSettings;
 use crate::tls;
 
@@ -28,8 +30,7 @@ impl Service {
         let elastic = match ElasticSettings::parse(&req.elastic_agent_profile_properties) {
             Ok(e) => e,
             Err(errors) => {
-                let list: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.key, e.message)).collect();
-                return refuse(format!("the elastic agent profile is invalid: {}", list.join("; ")));
+                return refuse(format!("the elastic agent profile is invalid: {}", ValidationError::join(&errors)));
             }
         };
         // Transient trouble (bridge or engine unreachable) answers 200: GoCD re-sends
@@ -53,18 +54,13 @@ impl Service {
 
         let lock = self.create_lock(&cluster.id);
         let _one_decision_at_a_time = lock.lock().await;
-        let listed = match cluster.runtime.list_pods(&cluster.owner).await {
+        let pods = match self.refresh(&cluster).await {
             Ok(pods) => pods,
             Err(e) => {
                 warn!(error = %e, "create-agent postponed: cannot list pods");
                 self.console(job, format!("Waiting to create an agent pod: {e}. GoCD will ask again."));
                 return Ok(());
             }
-        };
-        let pods = {
-            let mut registry = self.registry.lock().unwrap();
-            registry.refresh(&cluster.id, listed);
-            registry.cluster_pods(&cluster.id)
         };
         let registered = self.registered_agents().await;
         let limits =
@@ -209,9 +205,7 @@ impl Service {
             }
             last.insert(cluster.id.clone(), Instant::now());
         }
-        if let Ok(pods) = cluster.runtime.list_pods(&cluster.owner).await {
-            self.registry.lock().unwrap().refresh(&cluster.id, pods);
-        }
+        let _ = self.refresh(&cluster).await;
     }
 
     /// Disable the agent, remove the pod and all it owns, delete the agent. A step that
@@ -272,10 +266,8 @@ impl Service {
                     continue;
                 }
             };
-            match cluster.runtime.list_pods(&cluster.owner).await {
+            match self.refresh(&cluster).await {
                 Ok(pods) => {
-                    self.registry.lock().unwrap().refresh(&cluster.id, pods);
-                    let pods = self.registry.lock().unwrap().cluster_pods(&cluster.id);
                     snapshots.push(ClusterSnapshot {
                         cluster: cluster.id.clone(),
                         pods,

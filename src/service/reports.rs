@@ -65,9 +65,8 @@ impl Service {
             Ok(engine) => view.engine = engine,
             Err(e) => view.error = Some(e.to_string()),
         }
-        match cluster.runtime.list_pods(&cluster.owner).await {
-            Ok(pods) => self.registry.lock().unwrap().refresh(&cluster.id, pods),
-            Err(e) => view.error = Some(e.to_string()),
+        if let Err(e) = self.refresh(&cluster).await {
+            view.error = Some(e.to_string());
         }
         view.pods = self.rows(|r| r.cluster == cluster.id);
         view
@@ -104,9 +103,8 @@ impl Service {
             self.resolve(&req.cluster_profile_properties).await.map_err(|e| view.error = Some(e.to_string())).ok();
         if let Some(cluster) = &cluster {
             view.cluster = cluster.describe();
-            match cluster.runtime.list_pods(&cluster.owner).await {
-                Ok(pods) => self.registry.lock().unwrap().refresh(&cluster.id, pods),
-                Err(e) => view.error = Some(e.to_string()),
+            if let Err(e) = self.refresh(cluster).await {
+                view.error = Some(e.to_string());
             }
         }
         let name = req
