@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::{ListContainersOptions, ListVolumesOptions, UploadToContainerOptions};
 use bollard::Docker;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -106,20 +104,7 @@ pub async fn leftovers(docker: &Docker, pod: &str) -> anyhow::Result<(Vec<String
 
 /// Runs `sh -c script` in a container as its default user; returns exit code and output.
 pub async fn exec(docker: &Docker, container: &str, script: &str) -> anyhow::Result<(i64, String)> {
-    let options = CreateExecOptions {
-        cmd: Some(vec!["sh", "-c", script]),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        ..Default::default()
-    };
-    let created = docker.create_exec(container, options).await?;
-    let mut text = String::new();
-    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
-        while let Some(chunk) = output.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
-        }
-    }
-    Ok((docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1), text))
+    Ok(crate::runtime::docker::exec(docker, container, None, &["sh", "-c", script]).await?)
 }
 
 /// Waits for `check` to hold, polling every 100 ms, at most `within`.

@@ -19,14 +19,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
     ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
     UploadToContainerOptions,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
 use gocd_dind::fake_gocd::FakeGocd;
@@ -281,23 +279,9 @@ impl Drop for Sweep {
 
 /// `sh -c script` in a container, as `user` (its default user when `None`).
 async fn sh_as(docker: &Docker, container: &str, user: Option<&str>, script: &str) -> (i64, String) {
-    let options = CreateExecOptions {
-        cmd: Some(vec!["sh", "-c", script]),
-        user,
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        ..Default::default()
-    };
-    let created = docker.create_exec(container, options).await.unwrap_or_else(|e| panic!("exec in {container}: {e}"));
-    let mut text = String::new();
-    if let StartExecResults::Attached { mut output, .. } =
-        docker.start_exec(&created.id, None).await.unwrap_or_else(|e| panic!("exec in {container}: {e}"))
-    {
-        while let Some(chunk) = output.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk.expect("exec output").into_bytes()));
-        }
-    }
-    (docker.inspect_exec(&created.id).await.expect("inspecting exec").exit_code.unwrap_or(-1), text)
+    gocd_dind::runtime::docker::exec(docker, container, user, &["sh", "-c", script])
+        .await
+        .unwrap_or_else(|e| panic!("exec in {container}: {e}"))
 }
 
 async fn sh(docker: &Docker, container: &str, script: &str) -> (i64, String) {

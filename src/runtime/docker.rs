@@ -241,19 +241,34 @@ fn connect(connection: &DockerConnection) -> Result<(Docker, Option<archive::Pri
     Ok((docker, Some(dir)))
 }
 
-async fn exec_succeeds(docker: &Docker, container: &str, command: &[String]) -> bool {
-    let exec = bollard::exec::CreateExecOptions {
+/// Runs `command` in a container, as `user` or the container's own; returns the exit
+/// code and the combined output.
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    user: Option<&str>,
+    command: &[&str],
+) -> Result<(i64, String), bollard::errors::Error> {
+    let options = bollard::exec::CreateExecOptions {
         cmd: Some(command.to_vec()),
+        user,
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         ..Default::default()
     };
-    let Ok(created) = docker.create_exec(container, exec).await else { return false };
-    if let Ok(bollard::exec::StartExecResults::Attached { mut output, .. }) = docker.start_exec(&created.id, None).await
-    {
-        while output.next().await.is_some() {}
+    let created = docker.create_exec(container, options).await?;
+    let mut text = String::new();
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+        while let Some(chunk) = output.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+        }
     }
-    docker.inspect_exec(&created.id).await.ok().and_then(|i| i.exit_code) == Some(0)
+    Ok((docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1), text))
+}
+
+async fn exec_succeeds(docker: &Docker, container: &str, command: &[String]) -> bool {
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    exec(docker, container, None, &command).await.is_ok_and(|(code, _)| code == 0)
 }
 
 fn unreachable_or(error: &bollard::errors::Error, other: fn(String) -> RuntimeError) -> RuntimeError {
