@@ -8,7 +8,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBin
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions};
 use bollard::Docker;
 use gocd_dind::clock::Clock;
-use gocd_dind::demo::{create_agent_body, wait_for, Harness};
+use gocd_dind::demo::{create_agent_body, Harness};
 use gocd_dind::pod::{Ownership, DIND_CAPABILITIES};
 use gocd_dind::runtime::docker::DockerRuntime;
 use gocd_dind::runtime::{Runtime, Runtimes};
@@ -152,16 +152,7 @@ async fn a_host_refusing_privileged_containers_is_told_to_use_capabilities() {
                          "dind_image": DIND_IMAGE, "dind_security": "privileged"});
     let job_id = 880_000 + i64::from(std::process::id() % 1000);
     assert_eq!(h.send("cd.go.elastic-agent.create-agent", &create_agent_body(&cluster, job_id)).await.unwrap().0, 200);
-    let service = h.service.clone();
-    wait_for(Duration::from_secs(180), "the pod to start or fail", || {
-        let service = service.clone();
-        async move {
-            service.last_failure(job_id).is_some()
-                || service.pod_of_job(job_id).is_some_and(|r| r.lifecycle == gocd_dind::service::Lifecycle::Live)
-        }
-    })
-    .await
-    .unwrap();
+    gocd_dind::demo::wait_settled(&h, job_id).await.unwrap();
     if let Some(failure) = h.service.last_failure(job_id) {
         // This kind of host (CI's): the refusal names the setting that fixes it.
         assert!(failure.reason.contains("dind_security = capabilities"), "{}", failure.reason);
