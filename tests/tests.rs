@@ -9,3 +9,4 @@ mod docker_remote;
 mod http_contract;
 mod kubernetes;
 pub mod lifecycle;
+mod static_answers;

@@ -16,9 +16,11 @@ import java.util.List;
 import java.util.function.Function;
 
 /**
- * The GoCD plugin: an elastic-agent extension (v5) that holds no state and parses nothing.
- * Every request goes to the gocd-dind service ({@link ServiceForwarder}); the service calls
- * GoCD back through the {@link ProcessorBridge} this class starts once GoCD hands over the
+ * The GoCD plugin: an elastic-agent extension (v5) that parses nothing. Every request goes
+ * to the gocd-dind service ({@link ServiceForwarder}); while the service is not up, GoCD's
+ * load-time requests get the answers it would give ({@link ServiceGate}), so the plugin
+ * loads whichever starts first. The service calls GoCD back through the
+ * {@link ProcessorBridge} this class starts once GoCD hands over the
  * {@link GoApplicationAccessor}.
  *
  * <p>Configuration is read when GoCD first calls in, not in the constructor: GoCD (and the
@@ -33,8 +35,8 @@ public class DindPlugin implements GoPlugin {
     static final String SERVER_PING = "cd.go.elastic-agent.server-ping";
     private static final Logger LOG = Logger.getLoggerFor(DindPlugin.class);
 
-    /** Either a usable configuration with its forwarder, or the reason there is none. */
-    private record Loaded(ShimConfig config, ServiceForwarder forwarder, String error) {}
+    /** Either a usable configuration with its gate to the service, or the reason there is none. */
+    private record Loaded(ShimConfig config, ServiceGate gate, String error) {}
 
     private final Function<String, String> properties;
     private final Function<String, String> env;
@@ -86,7 +88,7 @@ public class DindPlugin implements GoPlugin {
                 // Once a minute: a good moment to retry a bridge whose port was taken at load.
                 startBridge();
             }
-            return current.forwarder().forward(name, request.requestBody());
+            return current.gate().handle(name, request.requestBody());
         } catch (RuntimeException e) {
             return ServiceForwarder.fail(name, "unexpected error in the gocd-dind plugin: " + e
                     + ". Check the plugin log (plugin-" + PLUGIN_ID + ".log) and the service logs.");
@@ -126,7 +128,8 @@ public class DindPlugin implements GoPlugin {
                 if (current == null) {
                     try {
                         ShimConfig config = ShimConfig.load(properties, env);
-                        current = new Loaded(config, new ServiceForwarder(config), null);
+                        current = new Loaded(config,
+                                new ServiceGate(config, new ServiceForwarder(config), StaticAnswers.fromJar()), null);
                     } catch (ShimConfig.Invalid e) {
                         current = new Loaded(null, null, e.getMessage());
                     }

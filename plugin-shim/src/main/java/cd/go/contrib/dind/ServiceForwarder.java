@@ -22,7 +22,8 @@ import java.nio.charset.StandardCharsets;
  * <p>Only when the service cannot give an answer of its own (down, slow, or refusing our
  * token) does the shim answer itself: a 500 with {@code {"message": ...}} that says what to
  * check. GoCD treats any non-200 as a failure and shows the body, so the message is what
- * an operator sees in the GoCD UI and server log.
+ * an operator sees in the GoCD UI and server log. (GoCD's load-time requests are the
+ * exception: {@link ServiceGate} answers those without the service, see there.)
  */
 final class ServiceForwarder {
     private static final Logger LOG = Logger.getLoggerFor(ServiceForwarder.class);
@@ -44,8 +45,32 @@ final class ServiceForwarder {
                 .build();
     }
 
+    /**
+     * What came of one attempt to reach the service.
+     */
+    sealed interface Outcome {
+        /** The service answered; a 401 has already become the shim's 500 about the token. */
+        record Answered(GoPluginApiResponse response) implements Outcome {}
+
+        /**
+         * No answer. {@code neverConnected}: the request did not reach the service
+         * (connection refused, connect timeout), so sending it again is safe. {@code reason}
+         * is the operator message the 500 carries.
+         */
+        record Unreachable(String reason, boolean neverConnected) implements Outcome {}
+    }
+
     /** Never throws: every failure becomes a 500 that names what to check. */
     GoPluginApiResponse forward(String requestName, String body) {
+        Outcome outcome = send(requestName, body);
+        if (outcome instanceof Outcome.Answered answered) {
+            return answered.response();
+        }
+        return fail(requestName, ((Outcome.Unreachable) outcome).reason());
+    }
+
+    /** One attempt; never throws, and logs only a refused token (the caller decides what an unreachable service means). */
+    Outcome send(String requestName, String body) {
         URI target = URI.create(config.serviceUrl() + "/gocd/elastic-agent/"
                 + URLEncoder.encode(requestName, StandardCharsets.UTF_8));
         HttpRequest request = HttpRequest.newBuilder(target)
@@ -58,33 +83,34 @@ final class ServiceForwarder {
         try {
             response = client.send(request, HttpResponse.BodyHandlers.ofString(StandardCharsets.UTF_8));
         } catch (HttpConnectTimeoutException e) {
-            return fail(requestName, "the gocd-dind service at " + config.serviceUrl()
-                    + " did not accept a connection within " + config.connectTimeout().toMillis() + " ms. " + CHECK);
+            return new Outcome.Unreachable("the gocd-dind service at " + config.serviceUrl()
+                    + " did not accept a connection within " + config.connectTimeout().toMillis() + " ms. " + CHECK, true);
         } catch (HttpTimeoutException e) {
-            return fail(requestName, "the gocd-dind service at " + config.serviceUrl() + " did not answer "
+            return new Outcome.Unreachable("the gocd-dind service at " + config.serviceUrl() + " did not answer "
                     + requestName + " within " + config.requestTimeout().toMillis() + " ms. Check the service logs"
                     + " and its /readyz (a slow Docker daemon or Kubernetes API shows there); if the runtime is"
-                    + " legitimately slow, raise " + ShimConfig.REQUEST_TIMEOUT_MS.names() + ".");
+                    + " legitimately slow, raise " + ShimConfig.REQUEST_TIMEOUT_MS.names() + ".", false);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            return fail(requestName, "interrupted while waiting for the gocd-dind service at " + config.serviceUrl());
+            return new Outcome.Unreachable("interrupted while waiting for the gocd-dind service at "
+                    + config.serviceUrl(), false);
         } catch (IOException e) {
             if (causedBy(e, ConnectException.class)) {
-                return fail(requestName, "cannot reach the gocd-dind service at " + config.serviceUrl()
-                        + " (connection refused). " + CHECK);
+                return new Outcome.Unreachable("cannot reach the gocd-dind service at " + config.serviceUrl()
+                        + " (connection refused). " + CHECK, true);
             }
-            return fail(requestName, "error talking to the gocd-dind service at " + config.serviceUrl() + ": " + e
-                    + ". " + CHECK);
+            return new Outcome.Unreachable("error talking to the gocd-dind service at " + config.serviceUrl()
+                    + ": " + e + ". " + CHECK, false);
         }
         if (response.statusCode() == 401) {
-            return fail(requestName, "the gocd-dind service at " + config.serviceUrl()
+            return new Outcome.Answered(fail(requestName, "the gocd-dind service at " + config.serviceUrl()
                     + " refused the plugin's token (HTTP 401). The token the plugin reads ("
                     + ShimConfig.TOKEN_FILE.env() + " or " + ShimConfig.TOKEN.env()
                     + " on the GoCD server) must equal the service's (--token-file / GOCD_DIND_TOKEN_FILE or"
                     + " GOCD_DIND_TOKEN). Check both and the service logs. The service said: "
-                    + abbreviate(response.body()));
+                    + abbreviate(response.body())));
         }
-        return new DefaultGoPluginApiResponse(response.statusCode(), response.body());
+        return new Outcome.Answered(new DefaultGoPluginApiResponse(response.statusCode(), response.body()));
     }
 
     static GoPluginApiResponse fail(String requestName, String message) {

@@ -29,7 +29,8 @@ public record ShimConfig(
         String token,
         InetSocketAddress processorListen,
         Duration connectTimeout,
-        Duration requestTimeout) {
+        Duration requestTimeout,
+        Duration startupWait) {
 
     static final Setting SERVICE_URL = new Setting("GOCD_DIND_SERVICE_URL", "gocd.dind.service.url");
     static final Setting TOKEN = new Setting("GOCD_DIND_TOKEN", "gocd.dind.token");
@@ -40,11 +41,19 @@ public record ShimConfig(
             new Setting("GOCD_DIND_CONNECT_TIMEOUT_MS", "gocd.dind.connect.timeout.ms");
     static final Setting REQUEST_TIMEOUT_MS =
             new Setting("GOCD_DIND_REQUEST_TIMEOUT_MS", "gocd.dind.request.timeout.ms");
+    static final Setting STARTUP_WAIT_MS =
+            new Setting("GOCD_DIND_STARTUP_WAIT_MS", "gocd.dind.startup.wait.ms");
 
     static final String DEFAULT_SERVICE_URL = "http://127.0.0.1:8790";
     static final String DEFAULT_PROCESSOR_LISTEN = "127.0.0.1:8791";
     static final long DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
     static final long DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+    /**
+     * How long the first load-time request waits for a service that refuses connections.
+     * GoCD sends migrate-config holding its config write lock, on the thread that loads
+     * every plugin: keep it short (README.md, "When the service is not up").
+     */
+    static final long DEFAULT_STARTUP_WAIT_MS = 5_000;
 
     /** One setting: its environment variable and its system property. */
     record Setting(String env, String property) {
@@ -95,13 +104,14 @@ public record ShimConfig(
         String token = readToken(lookup.apply(TOKEN), lookup.apply(TOKEN_FILE), problems);
         InetSocketAddress listen = parseListen(
                 orDefault(lookup.apply(PROCESSOR_LISTEN), PROCESSOR_LISTEN, DEFAULT_PROCESSOR_LISTEN), problems);
-        Duration connect = parseMillis(lookup.apply(CONNECT_TIMEOUT_MS), DEFAULT_CONNECT_TIMEOUT_MS, problems);
-        Duration request = parseMillis(lookup.apply(REQUEST_TIMEOUT_MS), DEFAULT_REQUEST_TIMEOUT_MS, problems);
+        Duration connect = parseMillis(lookup.apply(CONNECT_TIMEOUT_MS), DEFAULT_CONNECT_TIMEOUT_MS, false, problems);
+        Duration request = parseMillis(lookup.apply(REQUEST_TIMEOUT_MS), DEFAULT_REQUEST_TIMEOUT_MS, false, problems);
+        Duration startupWait = parseMillis(lookup.apply(STARTUP_WAIT_MS), DEFAULT_STARTUP_WAIT_MS, true, problems);
 
         if (!problems.isEmpty()) {
             throw new Invalid(problems);
         }
-        return new ShimConfig(serviceUrl, token, listen, connect, request);
+        return new ShimConfig(serviceUrl, token, listen, connect, request, startupWait);
     }
 
     private static Value orDefault(Value value, Setting setting, String fallback) {
@@ -215,19 +225,20 @@ public record ShimConfig(
         return null;
     }
 
-    private static Duration parseMillis(Value value, long fallback, List<String> problems) {
+    private static Duration parseMillis(Value value, long fallback, boolean zeroAllowed, List<String> problems) {
         if (value == null) {
             return Duration.ofMillis(fallback);
         }
         try {
             long millis = Long.parseLong(value.text());
-            if (millis > 0) {
+            if (millis > 0 || (zeroAllowed && millis == 0)) {
                 return Duration.ofMillis(millis);
             }
         } catch (NumberFormatException e) {
             // reported below
         }
-        problems.add(value.source() + " '" + value.text() + "' must be a positive number of milliseconds");
+        problems.add(value.source() + " '" + value.text() + "' must be a "
+                + (zeroAllowed ? "whole number of milliseconds, 0 or more" : "positive number of milliseconds"));
         return null;
     }
 
@@ -241,6 +252,7 @@ public record ShimConfig(
     @Override
     public String toString() {
         return "ShimConfig[serviceUrl=" + serviceUrl + ", token=<redacted>, processorListen=" + (processorListen == null ? null : hostPort(processorListen))
-                + ", connectTimeout=" + connectTimeout + ", requestTimeout=" + requestTimeout + "]";
+                + ", connectTimeout=" + connectTimeout + ", requestTimeout=" + requestTimeout
+                + ", startupWait=" + startupWait + "]";
     }
 }

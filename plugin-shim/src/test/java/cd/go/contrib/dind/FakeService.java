@@ -41,7 +41,19 @@ final class FakeService implements AutoCloseable {
     }
 
     static FakeService start() throws IOException {
-        return new FakeService(HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0));
+        return startOn(0);
+    }
+
+    /** On a given loopback port: a service that starts where the plugin already looks. */
+    static FakeService startOn(int port) throws IOException {
+        return new FakeService(HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), port), 0));
+    }
+
+    /** A loopback port nothing listens on (until a test starts something there). */
+    static int freePort() throws IOException {
+        try (java.net.ServerSocket socket = new java.net.ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            return socket.getLocalPort();
+        }
     }
 
     String url() {

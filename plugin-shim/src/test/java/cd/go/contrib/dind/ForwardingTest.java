@@ -120,6 +120,7 @@ class ForwardingTest {
         assertEquals(body, response.responseBody());
     }
 
+    /** Requests that only the service can answer; GoCD's load-time requests: see ServiceGateTest. */
     @Test
     void serviceDownIsA500ThatSaysWhatToCheck() throws Exception {
         String url;
@@ -128,7 +129,7 @@ class ForwardingTest {
         }
         GoPluginApiResponse response;
         try (Logs logs = Logs.capture()) {
-            response = plugin(url).handle(request("cd.go.elastic-agent.get-icon", null));
+            response = plugin(url).handle(request("cd.go.elastic-agent.create-agent", "{}"));
             assertTrue(logs.text().contains("cannot reach the gocd-dind service at " + url), logs.text());
             assertFalse(logs.text().contains(TOKEN));
         }

@@ -19,6 +19,7 @@ import java.lang.reflect.Method;
 import java.lang.reflect.Modifier;
 import java.net.URL;
 import java.net.URLClassLoader;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -28,6 +29,7 @@ import java.util.jar.Attributes;
 import java.util.jar.JarEntry;
 import java.util.jar.JarFile;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -37,8 +39,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * The packaged jar, checked the way GoCD loads it (protocol reference §3): plugin.xml at
  * the root and valid against go-plugin-api's schema, one {@code @Extension} class found by
- * scanning the jar's classes outside lib/ and META-INF/, no Bundle-SymbolicName, and no
- * go-plugin-api inside. Runs in {@code mvn verify}, after the jar exists.
+ * scanning the jar's classes outside lib/ and META-INF/, no Bundle-SymbolicName, no
+ * go-plugin-api inside, and the service's static answers (for loading without the service). Runs in {@code mvn verify}, after the jar exists.
  */
 class JarLayoutIT {
     private final Path jar = PluginJar.path();
@@ -123,6 +125,27 @@ class JarLayoutIT {
             assertEquals(1, unload.size());
             assertEquals(List.of(PluginContext.class), List.of(unload.get(0).getParameterTypes()));
         }
+    }
+
+    @Test
+    void theServicesStaticAnswersArePackagedUnfiltered() throws Exception {
+        List<String> packaged = new ArrayList<>();
+        try (JarFile file = new JarFile(jar.toFile())) {
+            for (JarEntry entry : Collections.list(file.entries())) {
+                if (entry.getName().startsWith("static-answers/") && !entry.isDirectory()) {
+                    packaged.add(entry.getName());
+                }
+            }
+            for (String name : StaticAnswers.NAMES) {
+                String path = "static-answers/" + name + ".json";
+                try (InputStream in = file.getInputStream(entry(file, path))) {
+                    // Byte for byte as the service answers (the Rust test checks the sources): no resource filtering.
+                    assertArrayEquals(Files.readAllBytes(Path.of("src/main/resources", path)), in.readAllBytes(), path);
+                }
+            }
+        }
+        assertEquals(StaticAnswers.NAMES.stream().map(name -> "static-answers/" + name + ".json").sorted().toList(),
+                packaged.stream().sorted().toList());
     }
 
     @Test

@@ -41,6 +41,7 @@ class ShimConfigTest {
         assertEquals(new InetSocketAddress("127.0.0.1", 8791), config.processorListen());
         assertEquals(Duration.ofSeconds(5), config.connectTimeout());
         assertEquals(Duration.ofSeconds(60), config.requestTimeout());
+        assertEquals(Duration.ofSeconds(5), config.startupWait());
     }
 
     @Test
@@ -51,6 +52,7 @@ class ShimConfigTest {
         env.put("GOCD_DIND_PROCESSOR_LISTEN", "0.0.0.0:9791");
         env.put("GOCD_DIND_CONNECT_TIMEOUT_MS", "1500");
         env.put("GOCD_DIND_REQUEST_TIMEOUT_MS", "90000");
+        env.put("GOCD_DIND_STARTUP_WAIT_MS", "0");
 
         ShimConfig config = load();
 
@@ -59,6 +61,7 @@ class ShimConfigTest {
         assertEquals(new InetSocketAddress("0.0.0.0", 9791), config.processorListen());
         assertEquals(Duration.ofMillis(1500), config.connectTimeout());
         assertEquals(Duration.ofSeconds(90), config.requestTimeout());
+        assertEquals(Duration.ZERO, config.startupWait(), "0 turns the startup wait off");
     }
 
     @Test
@@ -195,6 +198,16 @@ class ShimConfigTest {
         env.put("GOCD_DIND_CONNECT_TIMEOUT_MS", value);
 
         assertTrue(problem().contains("GOCD_DIND_CONNECT_TIMEOUT_MS '" + value + "' must be a positive number"));
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"-1", "later", "2.5"})
+    void aBadStartupWaitIsAnError(String value) {
+        env.put("GOCD_DIND_TOKEN", "t");
+        properties.put("gocd.dind.startup.wait.ms", value);
+
+        assertTrue(problem().contains("system property gocd.dind.startup.wait.ms '" + value
+                + "' must be a whole number of milliseconds, 0 or more"));
     }
 
     @Test
