@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executors;
 import java.util.function.Function;
 
@@ -26,7 +27,8 @@ final class FakeService implements AutoCloseable {
 
     final List<Recorded> requests = new CopyOnWriteArrayList<>();
     volatile Function<Recorded, Reply> responder = request -> new Reply(200, "{}");
-    volatile long delayMillis;
+    /** When set, every answer waits until the test counts it down (a service that does not answer). */
+    volatile CountDownLatch holdAnswers;
     private final HttpServer server;
 
     private FakeService(HttpServer server) {
@@ -67,9 +69,10 @@ final class FakeService implements AutoCloseable {
             Recorded request = new Recorded(exchange.getRequestMethod(), exchange.getRequestURI().getRawPath(), headers,
                     exchange.getRequestBody().readAllBytes());
             requests.add(request);
-            if (delayMillis > 0) {
+            CountDownLatch hold = holdAnswers;
+            if (hold != null) {
                 try {
-                    Thread.sleep(delayMillis);
+                    hold.await();
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                     return;
