@@ -11,12 +11,14 @@
 //!   CLI mounted at `/usr/local/bin/docker`; `/godata` is shared at the same path so `docker run -v $PWD:...`
 //!   resolves inside the job's own daemon.
 
+mod allowed;
 mod dind_script;
 mod labels;
 mod patch;
 
+pub use allowed::{secret_references, unallowed_secrets, SecretReference};
 pub use labels::{annotation, annotations, keys as label_keys, Ownership, MANAGED_BY};
-pub use patch::{apply_spec_patch, check_invariants};
+pub use patch::apply_spec_patch;
 
 use std::collections::BTreeMap;
 
@@ -57,6 +59,8 @@ pub mod volume {
     pub const DOCKER_CLI: &str = "docker-cli";
     pub const DIND_TLS: &str = "dind-tls";
     pub const AGENT_TLS: &str = "agent-tls";
+    /// Every volume `build` makes; a patch may only add others.
+    pub const BUILT: &[&str] = &[WORKSPACE, DOCKER_LIB, DOCKER_CLI, DIND_TLS, AGENT_TLS];
 }
 
 /// Keys of the pod's Secret.
@@ -153,13 +157,8 @@ pub fn build(req: &PodRequest<'_>) -> Result<AgentPod, PodError> {
     let agent_image =
         req.elastic.image.as_deref().or(req.cluster.agent_image.as_deref()).ok_or(PodError::NoAgentImage)?;
     let dind_image = req.elastic.dind_image.as_deref().unwrap_or(&req.cluster.dind_image);
-    let metadata = ObjectMeta {
-        name: Some(req.name.to_owned()),
-        namespace: req.cluster.kubernetes.namespace.clone(),
-        labels: Some(req.ownership.labels(req.name, req.job.job_id)),
-        annotations: Some(annotations(req.job, req.environment)),
-        ..ObjectMeta::default()
-    };
+    let mut labels = req.ownership.labels(req.name, req.job.job_id);
+    let mut annotations = annotations(req.job, req.environment);
     let mut spec = PodSpec {
         restart_policy: Some("Never".into()),
         automount_service_account_token: Some(false),
@@ -171,17 +170,34 @@ pub fn build(req: &PodRequest<'_>) -> Result<AgentPod, PodError> {
         ..PodSpec::default()
     };
     if let Some(patch) = &req.elastic.pod_spec_patch {
-        spec = apply_spec_patch(&spec, patch).map_err(PodError::Patch)?;
+        let refuse =
+            |problems: Vec<String>| PodError::Patch(format!("{} ({})", problems.join("; "), allowed::summary()));
+        let mut spec_patch = patch.clone();
+        if let Some(metadata) = spec_patch.remove("metadata") {
+            let extra = allowed::metadata(&metadata).map_err(refuse)?;
+            // Never over gocd-dind's own keys: `metadata` refused those already.
+            labels = extra.labels.into_iter().chain(labels).collect();
+            annotations = extra.annotations.into_iter().chain(annotations).collect();
+        }
+        let patched = apply_spec_patch(&spec, &spec_patch).map_err(PodError::Patch)?;
+        let problems = allowed::check(&spec, &patched, &secret_name(req.name));
+        if !problems.is_empty() {
+            return Err(refuse(problems));
+        }
+        spec = patched;
     }
-    let violations = check_invariants(&spec);
-    if !violations.is_empty() {
-        return Err(PodError::Patch(violations.join("; ")));
-    }
+    let metadata = ObjectMeta {
+        name: Some(req.name.to_owned()),
+        namespace: req.cluster.kubernetes.namespace.clone(),
+        labels: Some(labels),
+        annotations: Some(annotations),
+        ..ObjectMeta::default()
+    };
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(req.name)),
             namespace: metadata.namespace.clone(),
-            labels: metadata.labels.clone(),
+            labels: Some(req.ownership.labels(req.name, req.job.job_id)),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),

@@ -9,7 +9,7 @@ mod elastic;
 mod quantity;
 
 pub use cluster::{ClusterId, ClusterSettings, DindSecurity, DockerConnection, KubernetesConnection, RuntimeKind};
-pub use elastic::{ElasticSettings, EnvVar};
+pub use elastic::{is_reserved_env, ElasticSettings, EnvVar};
 pub use quantity::{Cpu, Memory};
 
 use crate::protocol::{MetadataFlags, ProfileMetadata, Properties, ValidationError};

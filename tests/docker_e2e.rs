@@ -838,3 +838,35 @@ async fn a_dockerd_that_never_comes_up_is_explained_and_removed() {
     assert!(report.contains("cannot stat"), "the status report carries dind's log:\n{report}");
     assert_nothing_left(&docker, &[job], &[&pod]).await;
 }
+
+/// What a `PodSpecPatch` may set and the Docker runtime honours, on a real engine: a host
+/// alias and a DNS search domain (the agent shares dind's `/etc/hosts` and
+/// `/etc/resolv.conf`), an extra volume the agent can write, a label.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_allowed_patch_fields_reach_the_running_pod() {
+    let docker = docker().await;
+    let _slots = pod_slots(1).await;
+    let job = job_id();
+    let _sweep = Sweep(vec![job]);
+    let h = harness().await;
+    let cluster = cluster();
+    let patch = r#"{"metadata": {"labels": {"team": "payments"}},
+        "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["nexus.ci"]}],
+        "dnsConfig": {"searches": ["ci.example.com"]},
+        "volumes": [{"name": "cache", "emptyDir": {}}],
+        "containers": [{"name": "agent", "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}]}"#;
+    let mut body = create_agent_body(&cluster, job);
+    body["elastic_agent_profile_properties"] = json!({"PodSpecPatch": patch});
+    let (status, answer) = send(&h, "cd.go.elastic-agent.create-agent", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let pod = wait_up(&docker, &h.gocd, job).await;
+
+    let hosts = sh_ok(&docker, &pod.agent(), "cat /etc/hosts; cat /etc/resolv.conf; touch /cache/written").await;
+    assert!(hosts.contains("10.1.2.3") && hosts.contains("nexus.ci"), "the agent's /etc/hosts:\n{hosts}");
+    assert!(hosts.contains("ci.example.com"), "the agent's resolv.conf:\n{hosts}");
+    let containers = job_containers(&docker, job).await;
+    assert!(containers.iter().all(|c| label(c, "team") == Some("payments")), "the label on every container");
+
+    complete(&h, &cluster, &pod).await;
+    assert_nothing_left(&docker, &[job], &[&pod]).await;
+}

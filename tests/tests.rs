@@ -6,6 +6,7 @@ mod support;
 mod binary;
 mod docker_e2e;
 mod docker_remote;
+mod hostile_profiles;
 mod http_contract;
 mod kubernetes;
 pub mod lifecycle;

@@ -20,6 +20,16 @@ pub mod keys {
     pub const VOLUME: &str = "gocd-dind.gocd.org/volume";
 }
 
+/// Keys gocd-dind sets and reads back: the ownership labels, the job annotations, and
+/// anything else under its prefix. Docker has no annotations and keeps them as labels, so
+/// the rule covers both maps.
+pub fn is_reserved(key: &str) -> bool {
+    key == keys::MANAGED_BY || key.starts_with(PREFIX)
+}
+
+/// The prefix of gocd-dind's own label and annotation keys.
+pub const PREFIX: &str = "gocd-dind.gocd.org/";
+
 pub mod annotation {
     pub const JOB_IDENTIFIER: &str = "gocd-dind.gocd.org/job-identifier";
     pub const ENVIRONMENT: &str = "gocd-dind.gocd.org/environment";

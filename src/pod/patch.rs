@@ -1,5 +1,5 @@
 //! `PodSpecPatch`: a strategic-merge patch of the pod spec for what the profile fields
-//! don't cover, and the invariants no patch may break.
+//! don't cover. What the merged spec may differ in is decided by `allowed`.
 //!
 //! The merge follows Kubernetes' strategic-merge rules for the lists a pod spec uses:
 //! lists of named objects (containers, volumes, env, ...) merge element by element on
@@ -8,8 +8,6 @@
 
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::{Map, Value};
-
-use super::{AGENT_CONTAINER, DIND_CONTAINER};
 
 pub fn apply_spec_patch(spec: &PodSpec, patch: &Map<String, Value>) -> Result<PodSpec, String> {
     let mut value = serde_json::to_value(spec).map_err(|e| e.to_string())?;
@@ -107,56 +105,4 @@ fn strip_directives(value: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(strip_directives).collect()),
         other => other.clone(),
     }
-}
-
-/// What makes the product safe, whatever a profile patches in: nothing from the host,
-/// no service-account token, and only dind privileged.
-pub fn check_invariants(spec: &PodSpec) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (flag, name) in [(spec.host_network, "hostNetwork"), (spec.host_pid, "hostPID"), (spec.host_ipc, "hostIPC")] {
-        if flag == Some(true) {
-            problems.push(format!("{name} is not allowed: the pod must not share the host's namespaces"));
-        }
-    }
-    if spec.automount_service_account_token == Some(true) {
-        problems.push("automountServiceAccountToken must stay false: jobs get no cluster credentials".into());
-    }
-    for volume in spec.volumes.iter().flatten() {
-        if volume.host_path.is_some() {
-            problems.push(format!(
-                "volume '{}': hostPath volumes are not allowed (they expose the host and its Docker socket)",
-                volume.name
-            ));
-        }
-    }
-    let init = spec.init_containers.iter().flatten();
-    let mut saw_agent = false;
-    let mut saw_dind = false;
-    for container in spec.containers.iter().chain(init) {
-        saw_agent |= container.name == AGENT_CONTAINER;
-        saw_dind |= container.name == DIND_CONTAINER;
-        if container.name == DIND_CONTAINER {
-            continue;
-        }
-        let security = container.security_context.as_ref();
-        let privileged = security.and_then(|s| s.privileged) == Some(true);
-        let escalates = security.and_then(|s| s.allow_privilege_escalation) == Some(true);
-        let adds_caps =
-            security.and_then(|s| s.capabilities.as_ref()).and_then(|c| c.add.as_ref()).is_some_and(|a| !a.is_empty());
-        if privileged || escalates || adds_caps {
-            problems.push(format!(
-                "container '{}': only the dind container may be privileged or hold extra capabilities",
-                container.name
-            ));
-        }
-        if container.name == AGENT_CONTAINER
-            && container.volume_mounts.iter().flatten().any(|m| m.mount_path.contains("docker.sock"))
-        {
-            problems.push("the agent must not mount a Docker socket".into());
-        }
-    }
-    if !saw_agent || !saw_dind {
-        problems.push("the agent and dind containers cannot be removed".into());
-    }
-    problems
 }

@@ -1,3 +1,5 @@
+mod patch;
+
 use super::*;
 use crate::protocol::Properties;
 use crate::settings::ClusterId;
@@ -146,37 +148,4 @@ fn resources_set_requests_and_limits() {
 fn missing_agent_image_is_a_clear_error() {
     let (c, e) = settings(&[], &[]);
     assert_eq!(build_with(&c, &e, None).unwrap_err(), PodError::NoAgentImage);
-}
-
-#[test]
-fn patch_merges_containers_by_name_and_keeps_the_rest() {
-    let patch = r#"{"nodeSelector":{"pool":"ci"},"containers":[{"name":"agent","workingDir":"/godata"}],"tolerations":[{"key":"ci","operator":"Exists"}]}"#;
-    let (c, e) = settings(&[("agent_image", "a:1")], &[("PodSpecPatch", patch)]);
-    let spec = build_with(&c, &e, None).unwrap().pod.spec.unwrap();
-    assert_eq!(spec.node_selector.unwrap()["pool"], "ci");
-    assert_eq!(spec.containers.len(), 1);
-    assert_eq!(spec.containers[0].working_dir.as_deref(), Some("/godata"));
-    assert_eq!(spec.containers[0].image.as_deref(), Some("a:1"));
-    assert_eq!(spec.tolerations.unwrap().len(), 1);
-}
-
-#[test]
-fn patch_cannot_reach_the_host_or_privilege_the_agent() {
-    for patch in [
-        r#"{"volumes":[{"name":"sock","hostPath":{"path":"/var/run/docker.sock"}}]}"#,
-        r#"{"hostNetwork":true}"#,
-        r#"{"containers":[{"name":"agent","securityContext":{"privileged":true}}]}"#,
-        r#"{"containers":[{"name":"agent","$patch":"delete"}]}"#,
-        r#"{"automountServiceAccountToken":true}"#,
-    ] {
-        let (c, e) = settings(&[("agent_image", "a:1")], &[("PodSpecPatch", patch)]);
-        assert!(matches!(build_with(&c, &e, None), Err(PodError::Patch(_))), "{patch} was accepted");
-    }
-}
-
-#[test]
-fn patch_with_a_misspelt_field_is_refused_not_dropped() {
-    let (c, e) = settings(&[("agent_image", "a:1")], &[("PodSpecPatch", r#"{"nodeselector":{"pool":"ci"}}"#)]);
-    let Err(PodError::Patch(message)) = build_with(&c, &e, None) else { panic!("accepted") };
-    assert!(message.contains("spec.nodeselector"), "{message}");
 }

@@ -107,8 +107,9 @@ impl DockerRuntime {
             )
             .await
             .map_err(|e| RuntimeError::Rejected(format!("creating container {}: {e}", plan.name)))?;
-        if !plan.files.is_empty() {
-            let tar = archive::tar(&plan.files).map_err(|e| RuntimeError::Other(format!("packing files: {e}")))?;
+        if !plan.files.is_empty() || !plan.open_dirs.is_empty() {
+            let tar = archive::tar(&plan.files, &plan.open_dirs)
+                .map_err(|e| RuntimeError::Other(format!("packing files: {e}")))?;
             docker
                 .upload_to_container(
                     &plan.name,
@@ -116,7 +117,7 @@ impl DockerRuntime {
                     bollard::body_full(tar.into()),
                 )
                 .await
-                .map_err(|e| RuntimeError::Rejected(format!("placing TLS files into {}: {e}", plan.name)))?;
+                .map_err(|e| RuntimeError::Rejected(format!("placing files into {}: {e}", plan.name)))?;
         }
         docker.start_container(&plan.name, None::<StartContainerOptions>).await.map_err(|e| {
             let text = e.to_string();

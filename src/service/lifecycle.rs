@@ -119,6 +119,11 @@ impl Service {
             tls: &tls,
         })
         .map_err(|e| Error::Unprocessable(e.to_string()))?;
+        let spec = built.pod.spec.as_ref().expect("a built pod has a spec");
+        let secrets = pod::unallowed_secrets(spec, &pod::secret_name(name), &std::collections::BTreeSet::new());
+        if !secrets.is_empty() {
+            return Err(Error::Unprocessable(format!("PodSpecPatch: {}", secrets.join("; "))));
+        }
         let unsupported = cluster.runtime.unsupported(&built);
         if !unsupported.is_empty() {
             let problems = unsupported.join("; ");

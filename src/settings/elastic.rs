@@ -18,6 +18,12 @@ pub const FIELDS: &[Field] = &[
 /// point the job at another daemon.
 const RESERVED_ENV: &[&str] = &["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"];
 
+/// Whether the pod sets this variable itself, so no profile may: `Environment` and
+/// `PodSpecPatch` follow the same rule.
+pub fn is_reserved_env(name: &str) -> bool {
+    name.starts_with("GO_EA_") || RESERVED_ENV.contains(&name)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvVar {
     pub name: String,
@@ -115,7 +121,7 @@ fn parse_environment(text: &str) -> Result<Vec<EnvVar>, String> {
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
             problems.push(format!("line {number}: '{name}' is not a variable name (letters, digits, '_')"));
-        } else if name.starts_with("GO_EA_") || RESERVED_ENV.contains(&name) {
+        } else if is_reserved_env(name) {
             problems.push(format!("line {number}: {name} is set by gocd-dind and cannot be overridden"));
         } else if vars.iter().any(|v| v.name == name) {
             problems.push(format!("line {number}: {name} is set twice"));

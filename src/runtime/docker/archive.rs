@@ -6,9 +6,18 @@ use std::path::PathBuf;
 use super::translate::File;
 
 /// A tar stream of `files` with their parent directories, owned by root: group-root
-/// readable files are what GoCD's agent user (uid 1000, gid 0) can read.
-pub fn tar(files: &[File]) -> std::io::Result<Vec<u8>> {
+/// readable files are what GoCD's agent user (uid 1000, gid 0) can read. Each of
+/// `open_dirs` (existing mount points, so no parent entries that would change the
+/// image's directories) becomes world-writable.
+pub fn tar(files: &[File], open_dirs: &[String]) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
+    for dir in open_dirs {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o777);
+        header.set_size(0);
+        builder.append_data(&mut header, format!("{}/", dir.trim_matches('/')), std::io::empty())?;
+    }
     let mut dirs: Vec<String> = Vec::new();
     for file in files {
         let mut parent = String::new();

@@ -7,7 +7,10 @@
 //!   the same path in both containers.
 //! - each `secret` volume becomes files copied into that one container through the API
 //!   before it starts, never through the host filesystem.
-//! - a pod field Docker cannot honour is an error, never dropped.
+//! - `hostAliases` and `dnsConfig` go to dind, which owns the network namespace: the
+//!   agent shares its `/etc/hosts` and `/etc/resolv.conf`.
+//! - a pod field Docker cannot honour is an error, never dropped. The engine has no
+//!   Secrets: the pod's own is copied in as files; any other Secret a pod names is refused.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +35,10 @@ pub struct ContainerPlan {
     pub name: String,
     pub body: ContainerCreateBody,
     pub files: Vec<File>,
+    /// Mount points of the volumes a patch added, made world-writable before the
+    /// container starts: Kubernetes creates every `emptyDir` 0777, Docker a fresh volume
+    /// root-owned 0755, which GoCD's agent user could not write.
+    pub open_dirs: Vec<String>,
     /// Directories to put in front of the container's `PATH` (the image's, unless the
     /// pod sets one): how a command mounted by `subPath` reaches the `PATH` here.
     pub path_prepend: Vec<String>,
@@ -72,6 +79,8 @@ const POD_FIELDS: &[&str] = &[
     "initContainers",
     "containers",
     "volumes",
+    "hostAliases",
+    "dnsConfig",
 ];
 
 const CONTAINER_FIELDS: &[&str] = &[
@@ -104,6 +113,7 @@ const SECURITY_FIELDS: &[&str] = &[
 pub fn unsupported(pod: &AgentPod) -> Vec<String> {
     let Some(spec) = &pod.pod.spec else { return vec!["the pod has no spec".into()] };
     let mut problems = Vec::new();
+    let own_secret = pod.secret.metadata.name.as_deref().unwrap_or_default();
     let spec_json = serde_json::to_value(spec).unwrap_or_default();
     unknown_fields(&spec_json, POD_FIELDS, "spec", &mut problems);
     let init = spec.init_containers.iter().flatten();
@@ -139,8 +149,13 @@ pub fn unsupported(pod: &AgentPod) -> Vec<String> {
             }
         }
         for var in container.env.iter().flatten() {
-            if var.value_from.as_ref().is_some_and(|f| f.secret_key_ref.is_none()) {
-                problems.push(format!("{path}.env[{}]: only values and secretKeyRef are supported", var.name));
+            match var.value_from.as_ref().map(|f| &f.secret_key_ref) {
+                None => {}
+                Some(Some(key)) if key.name == own_secret => {}
+                Some(Some(key)) => problems.push(format!("{path}.env[{}]: {}", var.name, no_secret(&key.name))),
+                Some(None) => {
+                    problems.push(format!("{path}.env[{}]: only values and secretKeyRef are supported", var.name));
+                }
             }
         }
         for mount in container.volume_mounts.iter().flatten() {
@@ -164,11 +179,20 @@ pub fn unsupported(pod: &AgentPod) -> Vec<String> {
                     problems.push(format!("volume {}: emptyDir medium is not supported", volume.name));
                 }
             }
-            (None, Some(_)) => {}
+            (None, Some(secret)) => {
+                let name = secret.secret_name.as_deref().unwrap_or_default();
+                if name != own_secret {
+                    problems.push(format!("volume {}: {}", volume.name, no_secret(name)));
+                }
+            }
             _ => problems.push(format!("volume {}: only emptyDir and secret volumes are supported", volume.name)),
         }
     }
     problems
+}
+
+fn no_secret(name: &str) -> String {
+    format!("Secret '{name}' is not supported by the docker runtime: the engine has no Secrets but the pod's own")
 }
 
 fn unknown_fields(value: &Value, allowed: &[&str], path: &str, problems: &mut Vec<String>) {
@@ -229,6 +253,7 @@ fn plan(
     let mut mounts = Vec::new();
     let mut files = Vec::new();
     let mut path_prepend = Vec::new();
+    let mut open_dirs = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
         let Some(volume) = volumes.get(m.name.as_str()) else { continue };
         if volume.empty_dir.is_some() {
@@ -237,6 +262,9 @@ fn plan(
                 path_prepend.push(dir.clone());
                 dir
             } else {
+                if !crate::pod::volume::BUILT.contains(&volume.name.as_str()) && m.read_only != Some(true) {
+                    open_dirs.push(m.mount_path.clone());
+                }
                 m.mount_path.clone()
             };
             mounts.push(Mount {
@@ -282,9 +310,23 @@ fn plan(
         (Some(u), None) => Some(u.to_string()),
         _ => None,
     };
+    let mut host_config = HostConfig {
+        mounts: Some(mounts),
+        network_mode: join.map(|dind| format!("container:{dind}")),
+        memory: memory(limits.get("memory")),
+        memory_reservation: memory(requests.get("memory")),
+        nano_cpus: cpu(limits.get("cpu")).map(Cpu::nano_cpus),
+        // 1024 shares per requested core, Docker's weight for one CPU.
+        cpu_shares: cpu(requests.get("cpu")).map(|c| c.nano_cpus() * 1024 / 1_000_000_000),
+        ..security_host_config(&security, c.name == DIND_CONTAINER)
+    };
+    if join.is_none() {
+        resolve_names(spec, &mut host_config);
+    }
     ContainerPlan {
         name: container_name(pod, &c.name),
         files,
+        open_dirs,
         path_prepend,
         body: ContainerCreateBody {
             image: c.image.clone(),
@@ -297,18 +339,32 @@ fn plan(
             hostname: join.is_none().then(|| pod.to_owned()),
             working_dir: c.working_dir.clone(),
             user,
-            host_config: Some(HostConfig {
-                mounts: Some(mounts),
-                network_mode: join.map(|dind| format!("container:{dind}")),
-                memory: memory(limits.get("memory")),
-                memory_reservation: memory(requests.get("memory")),
-                nano_cpus: cpu(limits.get("cpu")).map(Cpu::nano_cpus),
-                // 1024 shares per requested core, Docker's weight for one CPU.
-                cpu_shares: cpu(requests.get("cpu")).map(|c| c.nano_cpus() * 1024 / 1_000_000_000),
-                ..security_host_config(&security, c.name == DIND_CONTAINER)
-            }),
+            host_config: Some(host_config),
             ..ContainerCreateBody::default()
         },
+    }
+}
+
+/// `hostAliases` and `dnsConfig` for the container that owns the network namespace; a
+/// container that joins it shares its `/etc/hosts` and `/etc/resolv.conf`. As with
+/// `dnsPolicy: None` on Kubernetes, `nameservers` replace the engine's default servers.
+fn resolve_names(spec: &PodSpec, host: &mut HostConfig) {
+    let aliases = spec.host_aliases.iter().flatten();
+    let hosts: Vec<String> =
+        aliases.flat_map(|a| a.hostnames.iter().flatten().map(move |name| format!("{name}:{}", a.ip))).collect();
+    host.extra_hosts = (!hosts.is_empty()).then_some(hosts);
+    if let Some(dns) = &spec.dns_config {
+        host.dns.clone_from(&dns.nameservers);
+        host.dns_search.clone_from(&dns.searches);
+        host.dns_options = dns.options.as_ref().map(|options| {
+            options
+                .iter()
+                .filter_map(|o| {
+                    let name = o.name.as_deref()?;
+                    Some(o.value.as_deref().map_or_else(|| name.to_owned(), |value| format!("{name}:{value}")))
+                })
+                .collect()
+        });
     }
 }
 
@@ -411,5 +467,50 @@ mod tests {
         assert!(text.contains("spec.nodeSelector"), "{text}");
         assert!(text.contains("nvidia.com/gpu"), "{text}");
         assert!(text.contains("DockerStorageSize"), "{text}");
+    }
+
+    #[test]
+    fn host_aliases_and_dns_go_to_the_namespace_owner() {
+        let patch = r#"{"hostAliases": [{"ip": "10.0.0.5", "hostnames": ["registry.ci", "cache.ci"]}],
+            "dnsConfig": {"nameservers": ["10.0.0.10"], "searches": ["ci.example.com"], "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}}"#;
+        let plan = translate(&pod(&[("agent_image", "a:1")], &[("PodSpecPatch", patch)])).unwrap();
+        let dind = plan.dind.body.host_config.as_ref().unwrap();
+        assert_eq!(
+            dind.extra_hosts.as_deref(),
+            Some(&["registry.ci:10.0.0.5".to_owned(), "cache.ci:10.0.0.5".to_owned()][..])
+        );
+        assert_eq!(dind.dns.as_deref(), Some(&["10.0.0.10".to_owned()][..]));
+        assert_eq!(dind.dns_search.as_deref(), Some(&["ci.example.com".to_owned()][..]));
+        assert_eq!(dind.dns_options.as_deref(), Some(&["ndots:2".to_owned(), "edns0".to_owned()][..]));
+        let agent = plan.agent.body.host_config.as_ref().unwrap();
+        assert!(agent.extra_hosts.is_none() && agent.dns.is_none(), "the agent joins dind's namespace and files");
+    }
+
+    #[test]
+    fn secrets_other_than_the_pods_own_are_refused() {
+        let patch = r#"{"volumes": [{"name": "push", "secret": {"secretName": "registry"}}],
+            "containers": [{"name": "agent", "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "registry", "key": "server-key.pem"}}}],
+                            "volumeMounts": [{"name": "push", "mountPath": "/push"}]}]}"#;
+        let text = unsupported(&pod(&[("agent_image", "a:1")], &[("PodSpecPatch", patch)])).join("\n");
+        assert!(text.contains("volume push: Secret 'registry' is not supported"), "{text}");
+        assert!(text.contains("spec.containers[agent].env[T]: Secret 'registry' is not supported"), "{text}");
+    }
+
+    #[test]
+    fn extra_empty_dirs_and_labels_from_a_patch_are_honoured() {
+        let patch = r#"{"metadata": {"labels": {"team": "payments"}, "annotations": {"example.com/note": "x"}},
+            "volumes": [{"name": "cache", "emptyDir": {}}],
+            "containers": [{"name": "agent", "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}]}"#;
+        let plan = translate(&pod(&[("agent_image", "a:1")], &[("PodSpecPatch", patch)])).unwrap();
+        assert!(plan.volumes.contains(&"p1-cache".to_owned()), "{:?}", plan.volumes);
+        let mounts = plan.agent.body.host_config.as_ref().unwrap().mounts.as_ref().unwrap();
+        assert!(mounts
+            .iter()
+            .any(|m| m.target.as_deref() == Some("/cache") && m.source.as_deref() == Some("p1-cache")));
+        assert_eq!(plan.agent.open_dirs, ["/cache"], "writable by the agent's user, as on Kubernetes");
+        assert!(plan.dind.open_dirs.is_empty());
+        assert_eq!(plan.labels["team"], "payments");
+        assert_eq!(plan.labels["example.com/note"], "x");
+        assert_eq!(plan.labels[label_keys::JOB_ID], "5");
     }
 }
