@@ -107,35 +107,6 @@ pub async fn exec(docker: &Docker, container: &str, script: &str) -> anyhow::Res
     Ok(crate::runtime::docker::exec(docker, container, None, &["sh", "-c", script]).await?)
 }
 
-/// Waits (up to 3 minutes) until the job's pod is up or its creation failed.
-pub async fn wait_settled(harness: &Harness, job_id: i64) -> anyhow::Result<Duration> {
-    let service = harness.service.clone();
-    wait_for(Duration::from_secs(180), "the pod to start or fail", || {
-        let service = service.clone();
-        async move {
-            service.last_failure(job_id).is_some()
-                || service.pod_of_job(job_id).is_some_and(|r| r.lifecycle == crate::service::Lifecycle::Live)
-        }
-    })
-    .await
-}
-
-/// Waits for `check` to hold, polling every 100 ms, at most `within`.
-pub async fn wait_for<F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check().await {
-            return Ok(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("timed out after {} s waiting for {what}", within.as_secs())
-}
-
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let docker = Docker::connect_with_defaults()?
         .negotiate_version()
@@ -159,11 +130,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if status != 200 {
         bail!("create-agent answered {status}: {body}");
     }
-    let pod = wait_settled(&harness, job_id)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}\njob console:\n{}", harness.gocd.console_text()))?;
+    // The pod is up (or its creation failed) once the service's background work has run.
+    harness.service.settle().await;
+    let pod = started.elapsed();
     if let Some(failure) = harness.service.last_failure(job_id) {
-        bail!("the pod failed to start: {}", failure.reason);
+        bail!("the pod failed to start: {}\njob console:\n{}", failure.reason, harness.gocd.console_text());
     }
     phases.push(("create-agent -> dockerd answers over TLS, agent started", pod));
     let name = harness.service.pod_of_job(job_id).map(|r| r.info.name).context("pod vanished")?;

@@ -35,6 +35,8 @@ struct Shared {
     /// Each fake GoCD is its own server, so concurrent test runs on one engine own
     /// different pods.
     server_id: Arc<Mutex<String>>,
+    /// Counts the calls received: [`FakeGocd::wait_until`] wakes on each.
+    received: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 pub struct FakeGocd {
@@ -46,8 +48,12 @@ pub struct FakeGocd {
 impl FakeGocd {
     pub async fn start(token: &str) -> std::io::Result<Self> {
         let server_id = format!("fake-gocd-{}", uuid::Uuid::new_v4().simple());
-        let shared =
-            Shared { gocd: Arc::default(), token: token.to_owned(), server_id: Arc::new(Mutex::new(server_id)) };
+        let shared = Shared {
+            gocd: Arc::default(),
+            token: token.to_owned(),
+            server_id: Arc::new(Mutex::new(server_id)),
+            received: Arc::new(tokio::sync::watch::Sender::new(0)),
+        };
         let router = Router::new().route("/processor/{api}", post(processor)).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -63,6 +69,15 @@ impl FakeGocd {
 
     pub fn calls_to(&self, api: &str) -> Vec<Call> {
         self.calls().into_iter().filter(|c| c.api == api).collect()
+    }
+
+    /// Waits until `check` holds, looking again after each call the service makes: a
+    /// test waits for the call it expects, not for a while.
+    pub async fn wait_until(&self, check: impl Fn(&Self) -> bool) {
+        let mut received = self.shared.received.subscribe();
+        while !check(self) {
+            received.changed().await.expect("the sender lives as long as self");
+        }
     }
 
     /// What the service wrote into job consoles.
@@ -127,6 +142,7 @@ async fn processor(
     let version = headers.get("x-gocd-api-version").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let mut gocd = shared.gocd.lock().unwrap();
     gocd.calls.push(Call { api: api.clone(), version, body: body.clone() });
+    shared.received.send_modify(|n| *n += 1);
     if gocd.failing {
         return (StatusCode::INTERNAL_SERVER_ERROR, r#"{"message":"GoCD is unavailable"}"#.into());
     }

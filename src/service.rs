@@ -79,6 +79,8 @@ pub struct Service {
     /// then validated only against what every runtime honours.
     kubernetes_in_use: std::sync::atomic::AtomicBool,
     pub(crate) tasks: TaskTracker,
+    /// One `settle` at a time: it closes and reopens the task tracker.
+    settling: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
 }
 
@@ -104,19 +106,43 @@ impl Service {
             last_refresh: Mutex::default(),
             kubernetes_in_use: std::sync::atomic::AtomicBool::new(false),
             tasks: TaskTracker::new(),
+            settling: tokio::sync::Mutex::default(),
             metrics: Metrics::default(),
         })
     }
 
     /// Waits (bounded) for pods being created or torn down in the background.
     pub async fn drain(&self, within: Duration) {
-        self.tasks.close();
-        if tokio::time::timeout(within, self.tasks.wait()).await.is_err() {
+        let drained = async {
+            {
+                // No `settle` reopens the tracker after this close.
+                let _no_settle_in_between = self.settling.lock().await;
+                self.tasks.close();
+            }
+            self.tasks.wait().await;
+        };
+        if tokio::time::timeout(within, drained).await.is_err() {
             tracing::warn!(
                 in_flight = self.tasks.len(),
                 "shutting down with pod operations still running; server-ping cleans up after the restart"
             );
         }
+    }
+
+    /// Waits until the background work started so far has run: pod starts, console
+    /// lines, server-health messages, refreshes, and whatever those start in turn. Tests
+    /// and the demo wait on this instead of on the clock. Each of these tasks ends on its
+    /// own (engine and bridge calls have timeouts, a pod start has its budget).
+    pub async fn settle(&self) {
+        let _one_at_a_time = self.settling.lock().await;
+        if self.tasks.is_closed() {
+            // Draining: the tracker stays closed.
+            self.tasks.wait().await;
+            return;
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
     }
 
     /// GoCD's server id and URLs, asked once and then remembered.
@@ -249,5 +275,50 @@ impl Service {
 
     pub(crate) fn has_health(&self, cluster: &ClusterId) -> bool {
         self.health.lock().unwrap().contains_key(cluster)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::runtime::memory::{MemoryProvider, MemoryRuntime};
+
+    fn service() -> Arc<Service> {
+        let clock = Clock::default();
+        let runtimes = Arc::new(MemoryProvider(MemoryRuntime::new(clock.clone())));
+        // Nothing here calls GoCD: no bridge needs to listen.
+        Service::new(runtimes, ProcessorClient::new("http://127.0.0.1:9", "t"), clock, ServiceOptions::default())
+    }
+
+    #[tokio::test]
+    async fn settle_waits_for_background_work_and_the_work_it_starts() {
+        let service = service();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let done = Arc::new(AtomicBool::new(false));
+        let (inner, flag) = (service.clone(), done.clone());
+        service.tasks.spawn(async move {
+            released.await.unwrap();
+            inner.tasks.spawn(async move { flag.store(true, Ordering::SeqCst) });
+        });
+        let settling = tokio::spawn({
+            let service = service.clone();
+            async move { service.settle().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!settling.is_finished(), "settled while a task still waits");
+        release.send(()).unwrap();
+        settling.await.unwrap();
+        assert!(done.load(Ordering::SeqCst), "settled before the task's own task ran");
+        // The tracker is open again: later work is tracked and waited for too.
+        let again = Arc::new(AtomicBool::new(false));
+        let flag = again.clone();
+        service.tasks.spawn(async move { flag.store(true, Ordering::SeqCst) });
+        service.settle().await;
+        assert!(again.load(Ordering::SeqCst));
+        service.drain(Duration::from_secs(60)).await;
+        service.settle().await;
+        assert!(service.tasks.is_closed(), "settle reopened a drained tracker");
     }
 }

@@ -1,81 +1,14 @@
 //! The `gocd-dind` binary as operators run it: configuration errors, graceful shutdown,
 //! and logs that never carry a secret.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use gocd_dind::fake_gocd::FakeGocd;
 use serde_json::json;
 
+use crate::support::Served;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_gocd-dind");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-pub struct Served {
-    pub child: Child,
-    pub url: String,
-    pub token: String,
-}
-
-/// Starts `gocd-dind serve` on a free port and waits for `/healthz`.
-pub async fn serve(processor_url: &str, token: &str, extra: &[&str], env: &[(&str, &str)]) -> Served {
-    let port = free_port();
-    let mut command = Command::new(BINARY);
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--processor-url", processor_url])
-        .args(extra)
-        .env("GOCD_DIND_TOKEN", token)
-        .env_remove("GOCD_DIND_TOKEN_FILE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let child = command.spawn().expect("the binary starts");
-    let url = format!("http://127.0.0.1:{port}");
-    let healthz = format!("{url}/healthz");
-    gocd_dind::demo::wait_for(Duration::from_secs(20), "the service to answer /healthz", || {
-        let healthz = healthz.clone();
-        async move { reqwest::get(&healthz).await.is_ok_and(|r| r.status() == 200) }
-    })
-    .await
-    .unwrap();
-    Served { child, url, token: token.to_owned() }
-}
-
-impl Served {
-    pub async fn send(&self, request: &str, body: &serde_json::Value) -> (u16, String) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/gocd/elastic-agent/{request}", self.url))
-            .bearer_auth(&self.token)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    }
-
-    /// SIGTERM, wait for a clean exit; returns everything it logged.
-    pub fn terminate(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "no exit 20 s after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut log = String::new();
-        self.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-        assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
-        log
-    }
-}
 
 #[test]
 fn refuses_to_start_without_a_token_and_says_how_to_set_one() {
@@ -115,17 +48,18 @@ async fn token_file_works_and_sigterm_stops_cleanly() {
     let file = dir.join("token");
     std::fs::write(&file, "file-token-value\n").unwrap();
     let gocd = FakeGocd::start("file-token-value").await.unwrap();
-    let served = serve(&gocd.url, "ignored-env-token", &["--token-file", file.to_str().unwrap()], &[]).await;
-    let served = Served { token: "file-token-value".into(), ..served };
+    let mut served =
+        Served::start(&gocd.url, "ignored-env-token", &["--token-file", file.to_str().unwrap()], &[]).await;
+    served.token = "file-token-value".into();
     assert_eq!(served.send("cd.go.elastic-agent.get-capabilities", &serde_json::Value::Null).await.0, 200);
-    served.terminate();
+    served.terminate().await;
 }
 
 #[tokio::test]
 async fn logs_never_carry_tokens_register_keys_or_secure_values() {
     let token = "SECRET-SHARED-TOKEN-0001";
     let gocd = FakeGocd::start(token).await.unwrap();
-    let served = serve(&gocd.url, token, &["--allow-memory-runtime"], &[("GOCD_DIND_LOG", "debug")]).await;
+    let served = Served::start(&gocd.url, token, &["--allow-memory-runtime"], &[("GOCD_DIND_LOG", "debug")]).await;
     let cluster = json!({"runtime": "memory", "go_server_url": "https://gocd.example.com/go", "agent_image": "a:1", "security_token": "SECRET-CLUSTER-TOKEN-0002"});
     let create = json!({
         "auto_register_key": "SECRET-REGISTER-KEY-0003",
@@ -153,7 +87,7 @@ async fn logs_never_carry_tokens_register_keys_or_secure_values() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let log = served.terminate();
+    let log = served.terminate().await;
     assert!(log.contains("create-agent") || log.contains("pod started"), "the log is suspiciously empty:\n{log}");
     assert!(!log.contains("SECRET"), "a secret reached the log:\n{log}");
 }
@@ -161,7 +95,7 @@ async fn logs_never_carry_tokens_register_keys_or_secure_values() {
 #[tokio::test]
 async fn metrics_count_requests_by_name_and_status() {
     let gocd = FakeGocd::start("t").await.unwrap();
-    let served = serve(&gocd.url, "t", &[], &[]).await;
+    let served = Served::start(&gocd.url, "t", &[], &[]).await;
     served.send("cd.go.elastic-agent.get-icon", &serde_json::Value::Null).await;
     served.send("cd.go.elastic-agent.create-agent", &json!({})).await;
     let metrics = reqwest::get(format!("{}/metrics", served.url)).await.unwrap().text().await.unwrap();
@@ -173,5 +107,5 @@ async fn metrics_count_requests_by_name_and_status() {
         metrics.contains(r#"gocd_dind_requests_total{request="cd.go.elastic-agent.create-agent",status="400"} 1"#),
         "{metrics}"
     );
-    served.terminate();
+    served.terminate().await;
 }

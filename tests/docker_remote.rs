@@ -2,11 +2,13 @@
 //! and a host that refuses privileged containers. Needs the engine `.ci/run` starts.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, LogsOptions, RemoveContainerOptions, UploadToContainerOptions,
+};
 use bollard::Docker;
+use futures_util::StreamExt;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, Harness};
 use gocd_dind::pod::{Ownership, DIND_CAPABILITIES};
@@ -93,6 +95,22 @@ exec dockerd --host=tcp://0.0.0.0:2376 --tlsverify --tlscacert=/tls/ca.pem --tls
         Self { docker, name, port, tls }
     }
 
+    /// Follows the engine's log until dockerd says it serves its API; fails with the log
+    /// when the container stops first.
+    async fn wait_listening(&self) {
+        let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+        let mut stream = self.docker.logs(&self.name, Some(options));
+        let mut log = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.unwrap_or_else(|e| panic!("reading the remote engine's log: {e}\n{log}"));
+            log.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            if log.contains("API listen on") {
+                return;
+            }
+        }
+        panic!("the remote engine stopped before serving its API; its log:\n{log}");
+    }
+
     fn connection(&self, client_cert: &str, client_key: &str) -> DockerConnection {
         DockerConnection {
             host: Some(format!("tcp://127.0.0.1:{}", self.port)),
@@ -123,18 +141,12 @@ async fn a_remote_engine_is_reached_over_mutual_tls_with_the_profiles_certificat
     let engine = RemoteEngine::start().await;
     let runtime = DockerRuntime::new(engine.connection(&engine.tls.client_cert, &engine.tls.client_key));
     let owner = Ownership::new("remote-test", ClusterId("remote".into()));
-    let mut last = String::new();
-    for _ in 0..120 {
-        match runtime.describe().await {
-            Ok(description) => {
-                last = description;
-                break;
-            }
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(last.contains("Docker Engine") && last.contains(&format!("127.0.0.1:{}", engine.port)), "{last}");
+    engine.wait_listening().await;
+    let description = runtime.describe().await.unwrap();
+    assert!(
+        description.contains("Docker Engine") && description.contains(&format!("127.0.0.1:{}", engine.port)),
+        "{description}"
+    );
     assert!(runtime.list_pods(&owner).await.unwrap().is_empty());
 
     // A client certificate from another CA is refused.
@@ -152,7 +164,7 @@ async fn a_host_refusing_privileged_containers_is_told_to_use_capabilities() {
                          "dind_image": DIND_IMAGE, "dind_security": "privileged"});
     let job_id = 880_000 + i64::from(std::process::id() % 1000);
     assert_eq!(h.send("cd.go.elastic-agent.create-agent", &create_agent_body(&cluster, job_id)).await.unwrap().0, 200);
-    gocd_dind::demo::wait_settled(&h, job_id).await.unwrap();
+    h.service.settle().await;
     if let Some(failure) = h.service.last_failure(job_id) {
         // This kind of host (CI's): the refusal names the setting that fixes it.
         assert!(failure.reason.contains("dind_security = capabilities"), "{}", failure.reason);

@@ -161,9 +161,13 @@ async fn missing_or_wrong_token_is_refused_and_changes_nothing() {
         let message: Value = response.json().await.unwrap();
         assert!(message["message"].as_str().unwrap().contains("token"));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    h.harness.service.settle().await;
     assert_eq!(h.runtime.created_total(), 0);
     assert!(h.harness.gocd.calls().is_empty(), "an unauthenticated request reached GoCD");
+    // The same body with the token does create a pod: the refusals above were the token's.
+    assert_eq!(h.harness.send("cd.go.elastic-agent.create-agent", &body).await.unwrap().0, 200);
+    h.harness.service.settle().await;
+    assert_eq!(h.runtime.created_total(), 1);
 }
 
 #[tokio::test]
@@ -246,8 +250,12 @@ async fn bad_input_gets_a_json_4xx_naming_the_problem_and_creates_nothing() {
     .await;
     let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2 << 20));
     expect_client_error(&h, create, &huge, 413, "over").await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    h.harness.service.settle().await;
     assert_eq!(h.runtime.created_total(), 0, "bad input created a pod");
+    // The body the bad ones were made from does create a pod.
+    assert_eq!(h.harness.send(create, &good).await.unwrap().0, 200);
+    h.harness.service.settle().await;
+    assert_eq!(h.runtime.created_total(), 1, "the good body created no pod");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use gocd_dind::runtime::PodPhase;
+use gocd_dind::service::Lifecycle;
 use serde_json::{json, Value};
 
 use crate::support::{memory_cluster, memory_harness, MemoryHarness};
@@ -26,31 +27,33 @@ pub fn create_body(cluster: &Value, job_id: i64) -> Value {
     })
 }
 
-/// Waits until the runtime holds `n` running pods.
+/// Waits for the service's background work, then expects `n` running pods.
 pub async fn wait_pods(h: &MemoryHarness, n: usize) {
-    let runtime = h.runtime.clone();
-    gocd_dind::demo::wait_for(Duration::from_secs(10), "pods", || {
-        let runtime = runtime.clone();
-        async move { runtime.pods().iter().filter(|p| p.info.phase == PodPhase::Running).count() == n }
-    })
-    .await
-    .unwrap_or_else(|e| {
-        panic!("{e}: have {:?}", h.runtime.pods().iter().map(|p| (&p.info.name, &p.info.phase)).collect::<Vec<_>>())
-    });
+    h.harness.service.settle().await;
+    let pods = h.runtime.pods();
+    let running = pods.iter().filter(|p| p.info.phase == PodPhase::Running).count();
+    assert_eq!(
+        running,
+        n,
+        "running pods: have {:?}; console:\n{}",
+        pods.iter().map(|p| (&p.info.name, &p.info.phase)).collect::<Vec<_>>(),
+        h.harness.gocd.console_text()
+    );
 }
 
+/// create-agent, then the pod once its start (in the background) has run.
 async fn create(h: &MemoryHarness, cluster: &Value, job_id: i64) -> String {
     let (status, body) =
         h.harness.send("cd.go.elastic-agent.create-agent", &create_body(cluster, job_id)).await.unwrap();
     assert_eq!(status, 200, "{body}");
-    let runtime = h.runtime.clone();
-    gocd_dind::demo::wait_for(Duration::from_secs(10), "the pod", || {
-        let runtime = runtime.clone();
-        async move { runtime.pods().iter().any(|p| p.info.job_id == job_id && p.info.phase == PodPhase::Running) }
-    })
-    .await
-    .unwrap();
-    h.runtime.pods().into_iter().find(|p| p.info.job_id == job_id).unwrap().info.name
+    h.harness.service.settle().await;
+    h.runtime
+        .pods()
+        .into_iter()
+        .find(|p| p.info.job_id == job_id && p.info.phase == PodPhase::Running)
+        .unwrap_or_else(|| panic!("no running pod for job {job_id}; console:\n{}", h.harness.gocd.console_text()))
+        .info
+        .name
 }
 
 async fn ping(h: &MemoryHarness, cluster: &Value) {
@@ -84,17 +87,22 @@ fn ids_in(calls: &[gocd_dind::fake_gocd::Call]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_create_agent_for_one_job_makes_one_pod() {
     let h = memory_harness().await;
-    h.runtime.set_create_delay(Duration::from_millis(300));
+    // The pod stays in creation until released: every request below finds it there.
+    h.runtime.hold_creates();
     let cluster = memory_cluster(&[]);
     let body = create_body(&cluster, 101);
     let sends = (0..5).map(|_| h.harness.send("cd.go.elastic-agent.create-agent", &body));
     for (status, body) in futures_util::future::join_all(sends).await.into_iter().map(Result::unwrap) {
         assert_eq!(status, 200, "{body}");
     }
+    let record = h.harness.service.pod_of_job(101).expect("a pod record for the job");
+    assert_eq!(record.lifecycle, Lifecycle::Creating, "the pod is still being created");
+    h.runtime.release_creates();
     wait_pods(&h, 1).await;
+    assert_eq!(h.runtime.created_total(), 1);
     // And again once it exists: GoCD re-sends while the job waits.
     h.harness.send("cd.go.elastic-agent.create-agent", &create_body(&cluster, 101)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.harness.service.settle().await;
     assert_eq!(h.runtime.created_total(), 1);
 }
 
@@ -205,7 +213,7 @@ async fn pending_limit_says_so_in_the_console_and_server_health_then_clears() {
     let cluster = memory_cluster(&[("max_pending_agents", "1")]);
     let first = create(&h, &cluster, 701).await;
     h.harness.send("cd.go.elastic-agent.create-agent", &create_body(&cluster, 702)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.harness.service.settle().await;
     assert_eq!(h.runtime.created_total(), 1, "a pod beyond the limit");
     assert!(h.harness.gocd.console_text().contains("max_pending_agents = 1"), "{}", h.harness.gocd.console_text());
     let health = h.harness.gocd.calls_to(HEALTH);
@@ -216,7 +224,7 @@ async fn pending_limit_says_so_in_the_console_and_server_health_then_clears() {
     // The first agent registers: the slot frees, the message goes away at the next ping.
     h.harness.gocd.set_agent(&first, "Building", "Enabled");
     ping(&h, &cluster).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.harness.service.settle().await;
     let health = h.harness.gocd.calls_to(HEALTH);
     assert_eq!(health.last().unwrap().body, "[]", "the warning was not cleared");
     create(&h, &cluster, 702).await;
@@ -231,7 +239,7 @@ async fn total_limit_counts_running_agents_too() {
         h.harness.gocd.set_agent(&name, "Building", "Enabled");
     }
     h.harness.send("cd.go.elastic-agent.create-agent", &create_body(&cluster, 803)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.harness.service.settle().await;
     assert_eq!(h.runtime.created_total(), 2);
     assert!(h.harness.gocd.console_text().contains("max_running_agents = 2"));
 }
@@ -252,6 +260,7 @@ async fn a_failing_bridge_never_fails_a_gocd_request() {
     );
     let completion = json!({"elastic_agent_id": "gocd-dind-x", "job_identifier": job(901), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": {}});
     assert_eq!(h.harness.send("cd.go.elastic-agent.job-completion", &completion).await.unwrap().0, 200);
+    h.harness.service.settle().await;
     assert_eq!(h.runtime.created_total(), 0, "no server id, no pod");
     // GoCD is back: the next create-agent (GoCD re-sends) works.
     h.harness.gocd.set_failing(false);
@@ -264,12 +273,9 @@ async fn a_pod_that_fails_to_start_is_explained_in_the_console_and_the_agent_rep
     h.runtime.fail_creates_with(Some("dockerd: failed to start daemon: permission denied"));
     let cluster = memory_cluster(&[]);
     h.harness.send("cd.go.elastic-agent.create-agent", &create_body(&cluster, 1001)).await.unwrap();
-    gocd_dind::demo::wait_for(Duration::from_secs(5), "the failure in the console", || async {
-        h.harness.gocd.console_text().contains("failed to start")
-    })
-    .await
-    .unwrap();
-    assert!(h.harness.gocd.console_text().contains("permission denied"));
+    h.harness.service.settle().await;
+    let console = h.harness.gocd.console_text();
+    assert!(console.contains("failed to start") && console.contains("permission denied"), "{console}");
     assert!(pod_names(&h).is_empty());
     let (_, report) = h
         .harness
@@ -297,8 +303,11 @@ async fn should_assign_work_recovers_after_a_restart() {
     .unwrap();
     restarted.gocd.set_server_id(&h.harness.gocd.server_id());
     let body = json!({"agent": {"agent_id": name, "agent_state": "Idle", "build_state": "Idle", "config_state": "Enabled"}, "job_identifier": job(1101), "cluster_profile_properties": cluster});
-    let asked = || async { restarted.send("cd.go.elastic-agent.should-assign-work", &body).await.unwrap().1 == "true" };
-    gocd_dind::demo::wait_for(Duration::from_secs(5), "assignment after restart", asked).await.unwrap();
+    let ask = || async { restarted.send("cd.go.elastic-agent.should-assign-work", &body).await.unwrap().1 };
+    assert_eq!(ask().await, "false", "an agent the new service has not listed yet");
+    // That answer started a listing; once it has run the agent is known.
+    restarted.service.settle().await;
+    assert_eq!(ask().await, "true", "the agent's own job after the listing");
 }
 
 #[tokio::test]
@@ -317,11 +326,9 @@ async fn a_kubernetes_profile_without_an_api_server_is_refused_clearly() {
         h.harness.send("cd.go.elastic-agent.create-agent", &create_body(&kubernetes, 1201)).await.unwrap();
     assert_eq!(status, 422, "{answer}");
     assert!(answer.contains("kubernetes_cluster_url"), "{answer}");
-    gocd_dind::demo::wait_for(Duration::from_secs(5), "the console line", || async {
-        h.harness.gocd.console_text().contains("kubernetes_cluster_url")
-    })
-    .await
-    .unwrap();
+    h.harness.service.settle().await;
+    let console = h.harness.gocd.console_text();
+    assert!(console.contains("kubernetes_cluster_url"), "{console}");
     // It cannot be listed, so agents without a pod elsewhere are not removed on its account.
     h.harness.gocd.set_agent("gocd-dind-maybe-there", "Idle", "Enabled");
     let ping = json!({"all_cluster_profile_properties": [kubernetes, memory_cluster(&[])]});

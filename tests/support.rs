@@ -84,3 +84,91 @@ pub async fn docker() -> bollard::Docker {
     assert!(std::path::Path::new(JOB_IMAGE_TAR).is_file(), "{JOB_IMAGE_TAR} is missing; {how}");
     docker
 }
+
+/// `gocd-dind serve` as operators run it, on a free port of loopback. Its log is read as
+/// it is written: [`Served::start`] returns when the log says the service listens, and
+/// fails with the log when the process exits first. Killed when dropped.
+pub struct Served {
+    pub child: tokio::process::Child,
+    pub url: String,
+    pub token: String,
+    log: Arc<std::sync::Mutex<String>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    pub async fn start(processor_url: &str, token: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gocd-dind"));
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--processor-url", processor_url])
+            .args(extra)
+            .env("GOCD_DIND_TOKEN", token)
+            .env_remove("GOCD_DIND_TOKEN_FILE")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let (listening, serving) = tokio::sync::oneshot::channel();
+        let reader = tokio::spawn(read_log(child.stderr.take().unwrap(), log.clone(), listening));
+        let served = Self { child, url: format!("http://127.0.0.1:{port}"), token: token.to_owned(), log, reader };
+        assert!(serving.await.is_ok(), "gocd-dind serve exited without serving; log:\n{}", served.log_text());
+        served
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub async fn send(&self, request: &str, body: &Value) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/gocd/elastic-agent/{request}", self.url))
+            .bearer_auth(&self.token)
+            .body(if body.is_null() { String::new() } else { body.to_string() })
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{request}: gocd-dind serve did not answer ({e}); log:\n{}", self.log_text()));
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// SIGTERM, then the exit (which must be clean); returns everything it logged.
+    pub async fn terminate(mut self) -> String {
+        let pid = self.child.id().expect("still running").to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().await.unwrap();
+        // The log ends when the process does.
+        (&mut self.reader).await.unwrap();
+        let log = self.log_text();
+        assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
+        log
+    }
+}
+
+/// Collects the log line by line; says when the service listens.
+async fn read_log(
+    stderr: tokio::process::ChildStderr,
+    log: Arc<std::sync::Mutex<String>>,
+    listening: tokio::sync::oneshot::Sender<()>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut listening = Some(listening);
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let serving = line.contains("gocd-dind serving");
+        let mut text = log.lock().unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        drop(text);
+        if serving {
+            if let Some(listening) = listening.take() {
+                let _ = listening.send(());
+            }
+        }
+    }
+}

@@ -1,11 +1,9 @@
-//! An in-process runtime for tests: pods are map entries, with switches to make creation
-//! slow or fail the way a real daemon can.
-
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+//! An in-process runtime for tests: pods are map entries, with switches to hold creation
+//! or make it fail the way a real daemon can.
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use super::{ContainerDetails, PodDetails, PodInfo, PodPhase, Runtime, RuntimeError, RuntimeProvider};
 use crate::clock::Clock;
@@ -20,7 +18,6 @@ pub struct StoredPod {
 
 #[derive(Default)]
 struct Faults {
-    create_delay: Duration,
     fail_create: Option<String>,
     unreachable: bool,
 }
@@ -30,11 +27,20 @@ pub struct MemoryRuntime {
     pods: Mutex<BTreeMap<String, StoredPod>>,
     faults: Mutex<Faults>,
     created_total: Mutex<usize>,
+    /// Creations wait while this is `false`: a test holds them to act while a pod is
+    /// being created, then releases them.
+    creates_open: tokio::sync::watch::Sender<bool>,
 }
 
 impl MemoryRuntime {
     pub fn new(clock: Clock) -> Arc<Self> {
-        Arc::new(Self { clock, pods: Mutex::default(), faults: Mutex::default(), created_total: Mutex::default() })
+        Arc::new(Self {
+            clock,
+            pods: Mutex::default(),
+            faults: Mutex::default(),
+            created_total: Mutex::default(),
+            creates_open: tokio::sync::watch::Sender::new(true),
+        })
     }
 
     pub fn pods(&self) -> Vec<StoredPod> {
@@ -51,8 +57,13 @@ impl MemoryRuntime {
         }
     }
 
-    pub fn set_create_delay(&self, delay: Duration) {
-        self.faults.lock().unwrap().create_delay = delay;
+    /// Creations started from now on stay in `Starting` until [`Self::release_creates`].
+    pub fn hold_creates(&self) {
+        self.creates_open.send_replace(false);
+    }
+
+    pub fn release_creates(&self) {
+        self.creates_open.send_replace(true);
     }
 
     pub fn fail_creates_with(&self, reason: Option<&str>) {
@@ -101,11 +112,9 @@ impl Runtime for MemoryRuntime {
         };
         self.pods.lock().unwrap().insert(name.clone(), StoredPod { pod: pod.clone(), info });
         *self.created_total.lock().unwrap() += 1;
-        let (delay, failure) = {
-            let faults = self.faults.lock().unwrap();
-            (faults.create_delay, faults.fail_create.clone())
-        };
-        tokio::time::sleep(delay).await;
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = self.creates_open.subscribe().wait_for(|open| *open).await;
+        let failure = self.faults.lock().unwrap().fail_create.clone();
         if let Some(reason) = failure {
             self.pods.lock().unwrap().remove(&name);
             return Err(RuntimeError::DaemonNotReady {
