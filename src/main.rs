@@ -26,6 +26,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let token = args.token()?;
+    // Before anything is announced: a SIGTERM that arrives as soon as the service says
+    // it serves must drain, not kill the process with the default action.
+    let shutdown = shutdown_signal()?;
     let clock = Clock::default();
     let runtimes = Runtimes::new(args.allow_memory_runtime.then(|| MemoryRuntime::new(clock.clone())));
     let options = ServiceOptions { allow_memory_runtime: args.allow_memory_runtime };
@@ -34,17 +37,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (GOCD_DIND_LISTEN)", args.listen))?;
     tracing::info!(listen = %args.listen, processor = %args.processor_url, "gocd-dind serving");
-    gocd_dind::serve(listener, gocd_dind::http::router(service.clone(), &token), shutdown_signal()).await?;
+    gocd_dind::serve(listener, gocd_dind::http::router(service.clone(), &token), shutdown).await?;
     service.drain(Duration::from_secs(args.shutdown_grace)).await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down");
+/// Installs the SIGTERM and SIGINT handlers now; the future completes at either signal.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
 }

@@ -56,6 +56,16 @@ async fn token_file_works_and_sigterm_stops_cleanly() {
 }
 
 #[tokio::test]
+async fn a_sigterm_as_soon_as_it_says_it_serves_stops_it_cleanly() {
+    // The handler used to be installed only once serving began: a SIGTERM in between
+    // killed the process with the default action (exit by signal 15, no drain).
+    let gocd = FakeGocd::start("t").await.unwrap();
+    let served = Served::start(&gocd.url, "t", &[], &[]).await;
+    let log = served.terminate().await;
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+#[tokio::test]
 async fn logs_never_carry_tokens_register_keys_or_secure_values() {
     let token = "SECRET-SHARED-TOKEN-0001";
     let gocd = FakeGocd::start(token).await.unwrap();
