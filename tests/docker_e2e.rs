@@ -794,7 +794,7 @@ async fn the_allowed_patch_fields_reach_the_running_pod() {
     body["elastic_agent_profile_properties"] = json!({"PodSpecPatch": patch});
     let (status, answer) = send(&h, "cd.go.elastic-agent.create-agent", &body).await;
     assert_eq!(status, 200, "{answer}");
-    let pod = wait_up(&docker, &h.gocd, job).await;
+    let pod = wait_up(&h, &docker, job).await;
 
     let hosts = sh_ok(&docker, &pod.agent(), "cat /etc/hosts; cat /etc/resolv.conf; touch /cache/written").await;
     assert!(hosts.contains("10.1.2.3") && hosts.contains("nexus.ci"), "the agent's /etc/hosts:\n{hosts}");

@@ -117,6 +117,8 @@ async fn assert_create_refused(h: &Harness, cluster: &Value, job_id: i64, (what,
     let (status, answer) = create(h, cluster, job_id, patch).await;
     assert_eq!(status, 422, "{what}: create-agent answered {status}: {answer}");
     assert!(answer.contains(field), "{what}: the refusal does not name {field}: {answer}");
+    // The console line is written in the background; so would be a pod's creation.
+    h.service.settle().await;
     assert!(h.gocd.console_text().contains(field), "{what}: the job console does not name {field}");
 }
 
