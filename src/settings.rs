@@ -8,7 +8,9 @@ mod cluster;
 mod elastic;
 mod quantity;
 
-pub use cluster::{ClusterId, ClusterSettings, DindSecurity, DockerConnection, KubernetesConnection, RuntimeKind};
+pub use cluster::{
+    is_dns_subdomain, ClusterId, ClusterSettings, DindSecurity, DockerConnection, KubernetesConnection, RuntimeKind,
+};
 pub use elastic::{is_reserved_env, ElasticSettings, EnvVar};
 pub use quantity::{Cpu, Memory};
 

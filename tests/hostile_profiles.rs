@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+
 use bollard::query_parameters::ListContainersOptions;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, Harness};
@@ -144,17 +146,19 @@ async fn create_agent_on_docker_refuses_every_escape_and_creates_nothing() {
 }
 
 /// A Kubernetes runtime on a mock API server that answers reads with an empty pod list
-/// and records every other call: a refused pod must never be written.
+/// and records every other call (refusing it): a refused pod must never be written.
 struct MockKubernetes {
     runtime: Arc<KubernetesRuntime>,
-    writes: Arc<Mutex<Vec<String>>>,
+    writes: Arc<Mutex<Vec<(String, Value)>>>,
+    written: Arc<Notify>,
 }
 
 impl MockKubernetes {
     fn start() -> Self {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let writes = Arc::new(Mutex::new(Vec::new()));
-        let recorded = writes.clone();
+        let written = Arc::new(Notify::new());
+        let (recorded, notify) = (writes.clone(), written.clone());
         tokio::spawn(async move {
             while let Some((request, respond)) = handle.next_request().await {
                 let (status, body) = if request.method() == http::Method::GET {
@@ -163,7 +167,10 @@ impl MockKubernetes {
                         json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []}),
                     )
                 } else {
-                    recorded.lock().unwrap().push(format!("{} {}", request.method(), request.uri()));
+                    let call = format!("{} {}", request.method(), request.uri().path());
+                    let body = request.into_body().collect_bytes().await.unwrap();
+                    recorded.lock().unwrap().push((call, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                    notify.notify_one();
                     (
                         500,
                         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "no writes", "code": 500}),
@@ -175,7 +182,7 @@ impl MockKubernetes {
             }
         });
         let runtime = Arc::new(KubernetesRuntime::with_client(kube::Client::new(service, "agents"), "agents"));
-        Self { runtime, writes }
+        Self { runtime, writes, written }
     }
 }
 
@@ -194,7 +201,7 @@ async fn create_agent_on_kubernetes_refuses_every_escape_and_writes_nothing() {
     for (i, escape) in ESCAPES.iter().enumerate() {
         assert_create_refused(&h, &cluster, 100 + i64::try_from(i).unwrap(), *escape).await;
     }
-    assert_eq!(*mock.writes.lock().unwrap(), Vec::<String>::new(), "the API server got writes");
+    assert!(mock.writes.lock().unwrap().is_empty(), "the API server got writes");
 }
 
 #[tokio::test]
@@ -211,17 +218,30 @@ async fn a_patch_within_the_allow_list_creates_a_pod() {
 const PUSH_SECRET: &str = r#"{"volumes": [{"name": "push", "secret": {"secretName": "registry"}}],
     "containers": [{"name": "agent", "volumeMounts": [{"name": "push", "mountPath": "/home/go/.docker"}]}]}"#;
 
+fn kubernetes_cluster(allowed_secrets: &str) -> Value {
+    json!({"runtime": "kubernetes", "go_server_url": "https://gocd.example.com/go", "agent_image": AGENT_IMAGE,
+           "kubernetes_cluster_url": "https://127.0.0.1:1", "namespace": "agents", "allowed_secrets": allowed_secrets})
+}
+
 #[tokio::test]
-async fn a_secret_of_the_namespace_is_refused_at_create_agent() {
+async fn a_secret_of_the_namespace_is_refused_at_create_agent_unless_the_cluster_profile_allows_it() {
     let mock = Arc::new(MockKubernetes::start());
     let h = Harness::start(mock.clone(), Clock::default(), ServiceOptions::default()).await.unwrap();
-    let cluster = json!({"runtime": "kubernetes", "go_server_url": "https://gocd.example.com/go", "agent_image": AGENT_IMAGE,
-                         "kubernetes_cluster_url": "https://127.0.0.1:1", "namespace": "agents"});
-    let escape = (
-        "another pod's Secret",
-        PUSH_SECRET,
-        "spec.volumes[push].secret: Secret 'registry' is not in the cluster profile's allowed_secrets",
-    );
-    assert_create_refused(&h, &cluster, 1, escape).await;
-    assert_eq!(*mock.writes.lock().unwrap(), Vec::<String>::new(), "the API server got writes");
+    let ping = json!({"all_cluster_profile_properties": [kubernetes_cluster("")]});
+    h.send("cd.go.elastic-agent.server-ping", &ping).await.unwrap();
+    assert!(validate(&h, PUSH_SECRET).await.is_empty(), "validation never sees the cluster profile: shape only");
+    let refusal = "spec.volumes[push].secret: Secret 'registry' is not in the cluster profile's allowed_secrets";
+    for allowed in ["", "registry-pull, maven"] {
+        assert_create_refused(&h, &kubernetes_cluster(allowed), 1, ("another pod's Secret", PUSH_SECRET, refusal))
+            .await;
+    }
+    assert!(mock.writes.lock().unwrap().is_empty(), "the API server got writes");
+
+    let (status, answer) = create(&h, &kubernetes_cluster("registry-pull, registry"), 2, PUSH_SECRET).await;
+    assert_eq!(status, 200, "{answer}");
+    mock.written.notified().await;
+    let (call, pod) = mock.writes.lock().unwrap()[0].clone();
+    assert_eq!(call, "POST /api/v1/namespaces/agents/pods");
+    let volumes = pod["spec"]["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["secret"]["secretName"] == "registry"), "{volumes:?}");
 }

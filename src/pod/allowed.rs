@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::{Map, Value};
 
 use super::{labels, AGENT_CONTAINER};
-use crate::settings::is_reserved_env;
+use crate::settings::{is_dns_subdomain, is_reserved_env};
 
 /// Pod-level fields a patch may set: where the pod is scheduled, how it resolves names,
 /// and which Secrets it pulls images with (those named in `allowed_secrets`).
@@ -296,18 +296,6 @@ fn is_label_value(value: &str) -> bool {
         && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && edges_ok(value.chars().next())
         && edges_ok(value.chars().last())
-}
-
-/// A Kubernetes object name such as a Secret's: lowercase DNS labels joined by dots.
-pub fn is_dns_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// A Secret the pod names, and where.

@@ -81,3 +81,26 @@ pub fn annotations(job: &JobIdentifier, environment: Option<&str>) -> BTreeMap<S
     }
     annotations
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_gocd_dind_reads_back_is_reserved() {
+        let own = [
+            keys::MANAGED_BY,
+            keys::SERVER_ID,
+            keys::CLUSTER,
+            keys::JOB_ID,
+            keys::AGENT_ID,
+            keys::POD,
+            keys::CONTAINER,
+            keys::VOLUME,
+            annotation::JOB_IDENTIFIER,
+            annotation::ENVIRONMENT,
+        ];
+        assert!(own.iter().all(|key| is_reserved(key)), "{own:?}");
+        assert!(!is_reserved("team") && !is_reserved("app.kubernetes.io/name"));
+    }
+}

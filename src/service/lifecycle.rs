@@ -120,7 +120,7 @@ impl Service {
         })
         .map_err(|e| Error::Unprocessable(e.to_string()))?;
         let spec = built.pod.spec.as_ref().expect("a built pod has a spec");
-        let secrets = pod::unallowed_secrets(spec, &pod::secret_name(name), &std::collections::BTreeSet::new());
+        let secrets = pod::unallowed_secrets(spec, &pod::secret_name(name), &cluster.settings.allowed_secrets);
         if !secrets.is_empty() {
             return Err(Error::Unprocessable(format!("PodSpecPatch: {}", secrets.join("; "))));
         }

@@ -58,6 +58,14 @@ impl Service {
                 ("agent_image", s.agent_image.clone().unwrap_or_else(|| "(set per elastic profile)".into())),
                 ("dind_image", s.dind_image.clone()),
                 ("dind_security", format!("{:?}", s.dind_security).to_lowercase()),
+                ("allowed_secrets", {
+                    let names: Vec<&str> = s.allowed_secrets.iter().map(String::as_str).collect();
+                    if names.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                }),
             ],
             ..ClusterView::default()
         };

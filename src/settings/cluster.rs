@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::fmt::{self, Write};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ pub const FIELDS: &[Field] = &[
     Field { key: "dind_image", required: false, secure: false, label: "Docker-in-docker image", help: "Image of the per-pod Docker daemon. Default docker:dind." },
     Field { key: "dind_security", required: false, secure: false, label: "Docker-in-docker security", help: "privileged (default), or capabilities: explicit capabilities without --privileged, for hosts that refuse privileged containers." },
     Field { key: "registry_mirror", required: false, secure: false, label: "Registry mirror", help: "Passed to each pod's dockerd as --registry-mirror, e.g. https://mirror.example.com." },
+    Field { key: "allowed_secrets", required: false, secure: false, label: "Secrets elastic profiles may use", help: "Kubernetes runtime: names of Secrets in the agents' namespace that an elastic profile's PodSpecPatch may name (imagePullSecrets, secret volumes, secretKeyRef, envFrom), separated by commas, e.g. registry-push. Blank: none." },
     Field { key: "docker_host", required: false, secure: false, label: "Docker host", help: "Docker runtime: engine address, e.g. tcp://docker.example.com:2376. Blank: DOCKER_HOST of the service, else the local socket." },
     Field { key: "docker_ca_cert", required: false, secure: false, label: "Docker CA certificate", help: "Docker runtime over TLS: PEM of the CA that signed the engine's certificate." },
     Field { key: "docker_client_cert", required: false, secure: false, label: "Docker client certificate", help: "Docker runtime over TLS: PEM client certificate." },
@@ -90,6 +92,9 @@ pub struct ClusterSettings {
     pub dind_image: String,
     pub dind_security: DindSecurity,
     pub registry_mirror: Option<String>,
+    /// Secrets of the namespace an elastic profile's patch may name: elastic profiles may
+    /// be administered by people who must not read every Secret there.
+    pub allowed_secrets: BTreeSet<String>,
     pub docker: DockerConnection,
     pub kubernetes: KubernetesConnection,
 }
@@ -141,6 +146,11 @@ impl ClusterSettings {
         if let Some(mirror) = &registry_mirror {
             check("registry_mirror", validate_http_url(mirror));
         }
+        let allowed_secrets = props.get("allowed_secrets").map_or(Ok(BTreeSet::new()), parse_secret_names);
+        let allowed_secrets = allowed_secrets.unwrap_or_else(|message| {
+            check("allowed_secrets", Err(message));
+            BTreeSet::new()
+        });
         for key in ["agent_image", "dind_image"] {
             if let Some(image) = props.get(key) {
                 check(key, validate_image(image));
@@ -213,6 +223,7 @@ impl ClusterSettings {
             dind_image: props.get("dind_image").unwrap_or("docker:dind").to_owned(),
             dind_security,
             registry_mirror,
+            allowed_secrets,
             docker,
             kubernetes,
         })
@@ -284,6 +295,38 @@ pub fn validate_image(image: &str) -> Result<(), String> {
     }
 }
 
+/// Comma- (or whitespace-) separated Secret names, each a Kubernetes object name. The
+/// agent pods' own Secrets are refused: they hold a pod's TLS keys and register key.
+fn parse_secret_names(text: &str) -> Result<BTreeSet<String>, String> {
+    let names: BTreeSet<String> =
+        text.split(|c: char| c == ',' || c.is_whitespace()).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    let mut problems = Vec::new();
+    for name in &names {
+        if !is_dns_subdomain(name) {
+            problems.push(format!("'{name}' is not a Secret name (lowercase letters, digits, '-', '.')"));
+        } else if name.starts_with("gocd-dind-") && name.ends_with("-tls") {
+            problems.push(format!("'{name}' is an agent pod's own Secret (its TLS keys and register key)"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(names)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// A Kubernetes object name such as a Secret's: lowercase DNS labels joined by dots.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 fn validate_dns_label(name: &str) -> Result<(), String> {
     let ok = name.len() <= 63
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -330,6 +373,19 @@ mod tests {
     fn memory_runtime_only_when_allowed() {
         assert!(ClusterSettings::parse(&Properties::from_pairs(&[("runtime", "memory")]), false).is_err());
         assert!(ClusterSettings::parse(&Properties::from_pairs(&[("runtime", "memory")]), true).is_ok());
+    }
+
+    #[test]
+    fn allowed_secrets_are_secret_names_and_never_a_pods_own() {
+        let parse = |text: &str| ClusterSettings::parse(&Properties::from_pairs(&[("allowed_secrets", text)]), false);
+        let names = parse("registry-push, maven.settings\nnpm").unwrap().allowed_secrets;
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["maven.settings", "npm", "registry-push"]);
+        assert!(ClusterSettings::parse(&Properties::default(), false).unwrap().allowed_secrets.is_empty());
+        let errors = parse("Registry, gocd-dind-0123456789abcdef0123-tls").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].key, "allowed_secrets");
+        assert!(errors[0].message.contains("'Registry' is not a Secret name"), "{}", errors[0].message);
+        assert!(errors[0].message.contains("agent pod's own Secret"), "{}", errors[0].message);
     }
 
     #[test]
