@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
+use crate::listing::{PodInfo, PodPhase};
 use crate::protocol::AgentMetadata;
-use crate::runtime::{PodInfo, PodPhase};
 use crate::settings::ClusterId;
 
 /// The limits of one cluster profile.
@@ -162,3 +162,6 @@ pub fn plan_ping(
     }
     actions
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,8 @@
 //! - [`protocol`]: GoCD's wire types and request names.
 //! - [`settings`]: cluster and elastic profiles, parsed and validated.
 //! - [`service`]: state, and the effects of the rules.
-//! - [`agents`]: the GoCD rules as pure functions over snapshots.
+//! - [`agents`]: the GoCD rules as pure functions over snapshots ([`listing`]: a pod as
+//!   a runtime lists it).
 //! - [`pod`], [`tls`]: the agent pod and its per-pod certificates, as pure code.
 //! - [`runtime`]: the narrow port to Docker Engine and Kubernetes (and an in-memory fake).
 //! - [`processor`]: calls back into GoCD through the shim's processor bridge.
@@ -24,6 +25,7 @@ pub mod demo;
 pub mod error;
 pub mod fake_gocd;
 pub mod http;
+pub mod listing;
 pub mod metrics;
 pub mod plugin;
 pub mod pod;

@@ -8,33 +8,13 @@ pub mod kubernetes;
 pub mod memory;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+/// What a listing reports; defined with the rules that decide over it.
+pub use crate::listing::{PodInfo, PodPhase};
 use crate::pod::{AgentPod, Ownership};
-use crate::protocol::JobIdentifier;
 use crate::settings::{ClusterId, ClusterSettings, DockerConnection, KubernetesConnection, RuntimeKind};
-
-/// A pod as a listing shows it: enough to decide, rebuilt from labels alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodInfo {
-    pub name: String,
-    pub job_id: i64,
-    pub job: Option<JobIdentifier>,
-    pub created: SystemTime,
-    pub phase: PodPhase,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PodPhase {
-    /// Created; dockerd or the agent not up yet.
-    Starting,
-    /// The agent container runs.
-    Running,
-    /// Something in it stopped: the pod can no longer serve its job.
-    Stopped(String),
-}
 
 /// What a status report shows about one pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -172,7 +172,7 @@ impl Service {
 
     /// Lists the cluster's pods into the registry; returns what the registry now holds
     /// for it (pods still being created included).
-    pub(crate) async fn refresh(&self, cluster: &Cluster) -> Result<Vec<crate::runtime::PodInfo>, RuntimeError> {
+    pub(crate) async fn refresh(&self, cluster: &Cluster) -> Result<Vec<crate::listing::PodInfo>, RuntimeError> {
         let listed = cluster.runtime.list_pods(&cluster.owner).await?;
         let mut registry = self.registry.lock().unwrap();
         registry.refresh(&cluster.id, listed);

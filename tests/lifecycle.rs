@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gocd_dind::runtime::PodPhase;
+use gocd_dind::listing::PodPhase;
 use gocd_dind::service::Lifecycle;
 use serde_json::{json, Value};
 

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::SystemTime;
 
+use crate::listing::{PodInfo, PodPhase};
 use crate::protocol::JobIdentifier;
-use crate::runtime::{PodInfo, PodPhase};
 use crate::settings::ClusterId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,5 +114,111 @@ impl Registry {
 
     pub fn last_failure(&self, job_id: i64) -> Option<&Failure> {
         self.failures.iter().rev().find(|f| f.job_id == job_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn c(name: &str) -> ClusterId {
+        ClusterId(name.to_owned())
+    }
+
+    fn job(job_id: i64) -> JobIdentifier {
+        serde_json::from_value(serde_json::json!({"pipeline_name": "p", "pipeline_counter": 1, "pipeline_label": "1", "stage_name": "s", "stage_counter": "1", "job_name": "j", "job_id": job_id})).unwrap()
+    }
+
+    fn listed(name: &str, job_id: i64, phase: PodPhase) -> PodInfo {
+        PodInfo { name: name.to_owned(), job_id, job: None, created: SystemTime::UNIX_EPOCH, phase }
+    }
+
+    /// A registry holding, in cluster c1, one record per lifecycle, and one record in c2.
+    fn registry() -> Registry {
+        let mut r = Registry::default();
+        let now = SystemTime::UNIX_EPOCH;
+        r.insert_creating(c("c1"), "creating", &job(1), now);
+        r.insert_creating(c("c1"), "live", &job(2), now);
+        r.set_lifecycle("live", Lifecycle::Live);
+        r.insert_creating(c("c1"), "terminating", &job(3), now);
+        r.set_lifecycle("terminating", Lifecycle::Terminating);
+        r.insert_creating(c("c2"), "elsewhere", &job(4), now);
+        r.set_lifecycle("elsewhere", Lifecycle::Live);
+        r
+    }
+
+    /// A record as the tests compare it: name, lifecycle, phase.
+    type Row = (&'static str, Lifecycle, PodPhase);
+
+    fn state(r: &Registry) -> Vec<(String, Lifecycle, PodPhase)> {
+        r.all().map(|p| (p.info.name.clone(), p.lifecycle, p.info.phase.clone())).collect()
+    }
+
+    #[test]
+    fn refresh_by_what_the_listing_shows() {
+        use Lifecycle::{Creating, Live, Terminating};
+        use PodPhase::{Running, Starting};
+        let stopped = PodPhase::Stopped("exited".into());
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Vec<PodInfo>, Vec<Row>)> = vec![
+            (
+                "an empty listing keeps only the pod being created (and other clusters')",
+                vec![],
+                vec![("creating", Creating, Starting), ("elsewhere", Live, Starting)],
+            ),
+            (
+                "the pod being created is listed running: it is live",
+                vec![listed("creating", 1, Running), listed("live", 2, Running), listed("terminating", 3, Running)],
+                vec![("creating", Live, Running), ("elsewhere", Live, Starting), ("live", Live, Running), ("terminating", Terminating, Running)],
+            ),
+            (
+                "listed but still starting: still being created",
+                vec![listed("creating", 1, Starting), listed("live", 2, stopped.clone()), listed("terminating", 3, Running)],
+                vec![("creating", Creating, Starting), ("elsewhere", Live, Starting), ("live", Live, stopped.clone()), ("terminating", Terminating, Running)],
+            ),
+            (
+                "a pod this process did not create (a restart) is live",
+                vec![listed("creating", 1, Starting), listed("found", 9, Starting)],
+                vec![("creating", Creating, Starting), ("elsewhere", Live, Starting), ("found", Live, Starting)],
+            ),
+        ];
+        for (name, listing, expected) in cases {
+            let mut r = registry();
+            r.refresh(&c("c1"), listing);
+            let expected: Vec<_> = expected.into_iter().map(|(n, l, p)| (n.to_owned(), l, p)).collect();
+            assert_eq!(state(&r), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn refresh_keeps_the_job_identifier_the_listing_lacks_and_the_cluster() {
+        let mut r = registry();
+        r.refresh(&c("c1"), vec![listed("live", 2, PodPhase::Running)]);
+        let live = r.get("live").unwrap();
+        assert_eq!(live.info.job.as_ref().map(|j| j.job_id), Some(2));
+        assert_eq!(live.cluster, c("c1"));
+        let mut from_labels = listed("live", 2, PodPhase::Running);
+        from_labels.job = Some(job(22));
+        r.refresh(&c("c1"), vec![from_labels]);
+        assert_eq!(r.get("live").unwrap().info.job.as_ref().map(|j| j.job_id), Some(22), "the listing's own wins");
+        assert_eq!(r.find_by_job(2).map(|p| p.info.name.as_str()), Some("live"));
+        assert_eq!(r.cluster_pods(&c("c2")).len(), 1);
+    }
+
+    #[test]
+    fn failures_are_kept_bounded_and_the_latest_per_job_wins() {
+        let mut r = Registry::default();
+        assert_eq!(FAILURES_KEPT, 200);
+        for i in 0..FAILURES_KEPT + 10 {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64);
+            let job_id = i64::try_from(i % 3).unwrap();
+            r.record_failure(Failure { job_id, pod: format!("p{i}"), at, reason: format!("reason {i}") });
+        }
+        assert_eq!(r.failures.len(), FAILURES_KEPT);
+        // The last of the 210 failures with job id 1 is number 208.
+        assert_eq!(r.last_failure(1).unwrap().pod, "p208");
+        assert!(r.last_failure(5).is_none());
     }
 }

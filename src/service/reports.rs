@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use super::{Failure, Service};
+use crate::listing::PodPhase;
 use crate::protocol::{AgentStatusReportRequest, JobIdentifier, Properties};
-use crate::runtime::{PodDetails, PodPhase};
+use crate::runtime::PodDetails;
 
 #[derive(Debug, Clone)]
 pub struct PodRow {
