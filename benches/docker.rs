@@ -54,7 +54,7 @@ async fn bench(runs: usize) -> anyhow::Result<()> {
     }
     let hint = "no Docker Engine answers: run `bash .ci/docker-up.sh && bash .ci/build-test-images.sh`";
     let docker = Docker::connect_with_defaults().context(hint)?.negotiate_version().await.context(hint)?;
-    let runtimes = Runtimes::new(None);
+    let runtimes = Runtimes::new();
     let harness = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await?;
     let cluster = json!({
         "runtime": "docker",

@@ -12,9 +12,20 @@ step "Docker Engine and test images"
 bash .ci/docker-up.sh
 bash .ci/build-test-images.sh
 
-step "Rust: unit and integration tests"
+step "The binary as released: no test doubles in it"
 cargo build --locked
+bin=target/debug/gocd-dind
+# An invalid --listen makes a binary that did accept the flag fail too, instead of serving.
+refusal=$(GOCD_DIND_TOKEN=x "$bin" serve --allow-memory-runtime --listen not-an-address 2>&1 || true)
+grep -q "unexpected argument '--allow-memory-runtime'" <<<"$refusal" ||
+  { echo "a build without the test-doubles feature accepts --allow-memory-runtime: $refusal" >&2; exit 1; }
+! grep -aq "in-memory test runtime" "$bin" ||
+  { echo "$bin carries the in-memory runtime" >&2; exit 1; }
+
+step "Rust: unit and integration tests (feature test-doubles, through the dev-dependency)"
 cargo test --locked --lib --bins --tests
 
 step "plugin-shim: unit tests, jar layout, round trip with the real service"
+# The round trip runs the service on its in-memory runtime: a test build of the binary.
+cargo build --locked --features test-doubles
 mvn -B --no-transfer-progress -f plugin-shim/pom.xml verify -Pround-trip -Dgocd.dind.binary="$PWD/target/debug/gocd-dind"

@@ -43,7 +43,9 @@ pub struct ServeArgs {
     /// Seconds to let in-flight pod operations finish on shutdown.
     #[arg(long, env = "GOCD_DIND_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
-    /// Accept `runtime = memory` cluster profiles (tests only).
+    /// Accept `runtime = memory` cluster profiles (test builds only: feature
+    /// `test-doubles`).
+    #[cfg(feature = "test-doubles")]
     #[arg(long, env = "GOCD_DIND_ALLOW_MEMORY_RUNTIME", hide = true)]
     pub allow_memory_runtime: bool,
 }

@@ -112,7 +112,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .negotiate_version()
         .await
         .context("no Docker Engine: start dockerd (see README)")?;
-    let runtimes = crate::runtime::Runtimes::new(None);
+    let runtimes = crate::runtime::Runtimes::new();
     let harness = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await?;
     let cluster = json!({
         "runtime": "docker",

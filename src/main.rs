@@ -6,7 +6,7 @@ use clap::Parser;
 use gocd_dind::clock::Clock;
 use gocd_dind::config::{Cli, Command, LogFormat, ServeArgs};
 use gocd_dind::processor::ProcessorClient;
-use gocd_dind::runtime::{memory::MemoryRuntime, Runtimes};
+use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::{Service, ServiceOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -30,8 +30,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // it serves must drain, not kill the process with the default action.
     let shutdown = shutdown_signal()?;
     let clock = Clock::default();
-    let runtimes = Runtimes::new(args.allow_memory_runtime.then(|| MemoryRuntime::new(clock.clone())));
-    let options = ServiceOptions { allow_memory_runtime: args.allow_memory_runtime };
+    let (runtimes, options) = runtimes(&args, &clock);
     let service = Service::new(Arc::new(runtimes), ProcessorClient::new(&args.processor_url, &token), clock, options);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -41,6 +40,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     service.drain(Duration::from_secs(args.shutdown_grace)).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The real runtimes; in test builds, also the in-memory one when asked for.
+#[cfg(feature = "test-doubles")]
+fn runtimes(args: &ServeArgs, clock: &Clock) -> (Runtimes, ServiceOptions) {
+    let allow = args.allow_memory_runtime;
+    let runtimes = if allow {
+        Runtimes::with_memory(gocd_dind::runtime::memory::MemoryRuntime::new(clock.clone()))
+    } else {
+        Runtimes::new()
+    };
+    (runtimes, ServiceOptions { allow_memory_runtime: allow })
+}
+
+#[cfg(not(feature = "test-doubles"))]
+fn runtimes(_args: &ServeArgs, _clock: &Clock) -> (Runtimes, ServiceOptions) {
+    (Runtimes::new(), ServiceOptions::default())
 }
 
 /// Installs the SIGTERM and SIGINT handlers now; the future completes at either signal.

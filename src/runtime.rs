@@ -1,10 +1,12 @@
 //! The narrow port every effect on pods goes through. Two real implementations realise
 //! the same `AgentPod`: Docker Engine via bollard (proven end to end in CI), and
-//! Kubernetes via kube-rs (tested against a mock API server). An in-memory one lets the
-//! GoCD rules be tested without a daemon.
+//! Kubernetes via kube-rs (tested against a mock API server). An in-memory one (feature
+//! `test-doubles`, never in the release binary) lets the GoCD rules be tested without a
+//! daemon.
 
 pub mod docker;
 pub mod kubernetes;
+#[cfg(feature = "test-doubles")]
 pub mod memory;
 
 use std::sync::Arc;
@@ -72,9 +74,10 @@ pub trait RuntimeProvider: Send + Sync {
 
 /// The service's provider: one runtime per place (engine or API server, with its
 /// credentials), shared by every cluster profile that points there and replaced when the
-/// profile's connection changes; the in-memory runtime when the service runs with
-/// `--allow-memory-runtime` (tests that drive the real binary).
+/// profile's connection changes; in test builds, the in-memory runtime when the service
+/// runs with `--allow-memory-runtime` (tests that drive the real binary).
 pub struct Runtimes {
+    #[cfg(feature = "test-doubles")]
     memory: Option<Arc<memory::MemoryRuntime>>,
     cache: std::sync::Mutex<std::collections::HashMap<ClusterId, Cached>>,
 }
@@ -89,14 +92,31 @@ enum Connection {
 }
 
 impl Runtimes {
-    pub fn new(memory: Option<Arc<memory::MemoryRuntime>>) -> Self {
-        Self { memory, cache: std::sync::Mutex::default() }
+    pub fn new() -> Self {
+        Self {
+            #[cfg(feature = "test-doubles")]
+            memory: None,
+            cache: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Also hands out `memory` for `runtime = memory` profiles.
+    #[cfg(feature = "test-doubles")]
+    pub fn with_memory(memory: Arc<memory::MemoryRuntime>) -> Self {
+        Self { memory: Some(memory), ..Self::new() }
+    }
+}
+
+impl Default for Runtimes {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl RuntimeProvider for Runtimes {
     fn runtime(&self, cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError> {
         let connection = match cluster.runtime {
+            #[cfg(feature = "test-doubles")]
             RuntimeKind::Memory => {
                 return self.memory.clone().map(|m| m as Arc<dyn Runtime>).ok_or_else(|| {
                     RuntimeError::Rejected(

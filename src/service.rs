@@ -24,7 +24,8 @@ use crate::settings::{ClusterId, ClusterSettings, RuntimeKind};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServiceOptions {
-    /// Accept `runtime = memory` in cluster profiles (tests only).
+    /// Accept `runtime = memory` in cluster profiles (tests only). Always false in a
+    /// build without the `test-doubles` feature, which cannot parse `memory` anyway.
     pub allow_memory_runtime: bool,
 }
 
@@ -46,6 +47,7 @@ impl Cluster {
             RuntimeKind::Kubernetes => {
                 format!("kubernetes namespace {}", s.kubernetes.namespace.as_deref().unwrap_or("(service account's)"))
             }
+            #[cfg(feature = "test-doubles")]
             RuntimeKind::Memory => "in-memory test runtime".to_owned(),
         }
     }

@@ -68,7 +68,7 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(clock: Clock) -> Harness {
-    let runtimes = Runtimes::new(None);
+    let runtimes = Runtimes::new();
     Harness::start(std::sync::Arc::new(runtimes), clock, ServiceOptions::default())
         .await
         .expect("the service starts on loopback")

@@ -158,7 +158,7 @@ async fn a_remote_engine_is_reached_over_mutual_tls_with_the_profiles_certificat
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_refusing_privileged_containers_is_told_to_use_capabilities() {
     let docker = docker().await;
-    let runtimes = Runtimes::new(None);
+    let runtimes = Runtimes::new();
     let h = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await.unwrap();
     let cluster = json!({"runtime": "docker", "go_server_url": "https://127.0.0.1:8154/go", "agent_image": AGENT_IMAGE,
                          "dind_image": DIND_IMAGE, "dind_security": "privileged"});

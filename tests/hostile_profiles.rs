@@ -127,7 +127,7 @@ async fn assert_create_refused(h: &Harness, cluster: &Value, job_id: i64, (what,
 #[tokio::test]
 async fn create_agent_on_docker_refuses_every_escape_and_creates_nothing() {
     let engine = docker().await;
-    let h = Harness::start(Arc::new(Runtimes::new(None)), Clock::default(), ServiceOptions::default()).await.unwrap();
+    let h = Harness::start(Arc::new(Runtimes::new()), Clock::default(), ServiceOptions::default()).await.unwrap();
     let cluster = json!({"runtime": "docker", "go_server_url": "https://127.0.0.1:8154/go", "agent_image": AGENT_IMAGE,
                          "dind_image": DIND_IMAGE, "dind_security": "capabilities"});
     let first_job = 8_800_000 + i64::from(std::process::id() % 10_000) * 100;

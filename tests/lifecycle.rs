@@ -315,7 +315,7 @@ async fn a_kubernetes_profile_without_an_api_server_is_refused_clearly() {
     // The service's own provider: the in-memory runtime for `memory`, the real ones otherwise.
     let clock = gocd_dind::clock::Clock::default();
     let runtime = gocd_dind::runtime::memory::MemoryRuntime::new(clock.clone());
-    let runtimes = gocd_dind::runtime::Runtimes::new(Some(runtime.clone()));
+    let runtimes = gocd_dind::runtime::Runtimes::with_memory(runtime.clone());
     let options = gocd_dind::service::ServiceOptions { allow_memory_runtime: true };
     let harness = gocd_dind::demo::Harness::start(std::sync::Arc::new(runtimes), clock.clone(), options).await.unwrap();
     let h = MemoryHarness { harness, runtime, clock };

@@ -42,7 +42,7 @@ fn copy_path(dir: &Path, request: &str) -> PathBuf {
 async fn static_answers_in_the_plugin_jar_equal_the_services() {
     // The service as `gocd-dind serve` runs it: no test-only runtime.
     let harness =
-        Harness::start(Arc::new(Runtimes::new(None)), Clock::default(), ServiceOptions { allow_memory_runtime: false })
+        Harness::start(Arc::new(Runtimes::new()), Clock::default(), ServiceOptions { allow_memory_runtime: false })
             .await
             .expect("the service starts");
     let dir = copies_dir();

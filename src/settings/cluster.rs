@@ -31,8 +31,9 @@ pub const FIELDS: &[Field] = &[
 pub enum RuntimeKind {
     Docker,
     Kubernetes,
-    /// In-process fake for tests; accepted only when the service runs with
-    /// `--allow-memory-runtime`.
+    /// In-process fake for tests (feature `test-doubles`); accepted only when the
+    /// service runs with `--allow-memory-runtime`.
+    #[cfg(feature = "test-doubles")]
     Memory,
 }
 
@@ -41,6 +42,7 @@ impl RuntimeKind {
         match self {
             Self::Docker => "docker",
             Self::Kubernetes => "kubernetes",
+            #[cfg(feature = "test-doubles")]
             Self::Memory => "memory",
         }
     }
@@ -106,6 +108,7 @@ impl ClusterSettings {
 
     /// Every problem with the profile at once, or the settings.
     #[allow(clippy::too_many_lines)] // one short stanza per profile key reads best
+    #[cfg_attr(not(feature = "test-doubles"), allow(unused_variables))] // only test builds know `memory`
     pub fn parse(props: &Properties, allow_memory_runtime: bool) -> Result<Self, Vec<ValidationError>> {
         let mut errors = Vec::new();
         unknown_keys(props, FIELDS, &mut errors);
@@ -118,6 +121,7 @@ impl ClusterSettings {
         let runtime = match props.get("runtime").unwrap_or("docker") {
             "docker" => RuntimeKind::Docker,
             "kubernetes" => RuntimeKind::Kubernetes,
+            #[cfg(feature = "test-doubles")]
             "memory" if allow_memory_runtime => RuntimeKind::Memory,
             other => {
                 check("runtime", Err(format!("'{other}' is not a runtime: use docker or kubernetes")));
@@ -237,6 +241,7 @@ impl ClusterSettings {
                 self.kubernetes.cluster_url.as_deref().unwrap_or_default(),
                 self.kubernetes.namespace.as_deref().unwrap_or_default()
             ),
+            #[cfg(feature = "test-doubles")]
             RuntimeKind::Memory => String::new(),
         };
         let digest =
@@ -370,6 +375,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "test-doubles")]
     fn memory_runtime_only_when_allowed() {
         assert!(ClusterSettings::parse(&Properties::from_pairs(&[("runtime", "memory")]), false).is_err());
         assert!(ClusterSettings::parse(&Properties::from_pairs(&[("runtime", "memory")]), true).is_ok());

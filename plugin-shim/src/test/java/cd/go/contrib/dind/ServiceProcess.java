@@ -45,11 +45,11 @@ final class ServiceProcess implements AutoCloseable {
         String binary = System.getProperty("gocd.dind.binary");
         if (binary == null || binary.isBlank()) {
             fail("this test needs the Rust service binary: run `mvn -B verify -Pround-trip -Dgocd.dind.binary=/path/to/gocd-dind`"
-                    + " (build it first with `cargo build` at the repository root; the binary is target/debug/gocd-dind)");
+                    + " (build it first with `cargo build --features test-doubles` at the repository root: a test build, with the in-memory runtime; the binary is target/debug/gocd-dind)");
         }
         Path executable = Path.of(binary).toAbsolutePath();
         if (!Files.isRegularFile(executable) || !Files.isExecutable(executable)) {
-            fail("-Dgocd.dind.binary=" + binary + " is not an executable file (build it with `cargo build`)");
+            fail("-Dgocd.dind.binary=" + binary + " is not an executable file (build it with `cargo build --features test-doubles`)");
         }
         return executable;
     }
