@@ -7,7 +7,7 @@
 #   container sees only the v1 hierarchies, bind-mounted read-only from its own /docker/<id>).
 #   `mount -o remount,rw,bind <dir>` on each of them is enough and keeps the pod's own subtree
 #   (inner containers nest under /docker/<dind-id>/docker/<inner-id>, as with --privileged);
-#   a fresh `mount -t cgroup` (TESTING.md) would expose the host's whole hierarchy instead.
+#   a fresh `mount -t cgroup` would expose the host's whole hierarchy instead (src/pod/dind_script.rs).
 # - `docker cp` (no -a) keeps tar-header uid/gid and mode as given (also a local file's own
 #   owner when copying from a path). `docker cp -a` with user "1000:0" fails ("getent unable
 #   to find entry \"1000:0\""). So the client key ships as 1000:0 0640, server key 0:0 0600.

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::settings::{Choice, DindSecurity};
+
 #[derive(Debug, Parser)]
 #[command(name = "gocd-dind", version, about = "GoCD elastic agents that each own a private Docker daemon")]
 pub struct Cli {
@@ -64,9 +66,9 @@ pub struct DemoArgs {
     /// Name of that image inside the tarball.
     #[arg(long, env = "GOCD_DIND_DEMO_JOB_IMAGE", default_value = "gocd-dind-test/debian:bookworm")]
     pub job_image: String,
-    /// privileged or capabilities.
-    #[arg(long, env = "GOCD_DIND_DEMO_DIND_SECURITY", default_value = "capabilities")]
-    pub dind_security: String,
+    /// privileged or capabilities (the cluster profile's dind_security).
+    #[arg(long, env = "GOCD_DIND_DEMO_DIND_SECURITY", default_value = "capabilities", value_parser = DindSecurity::parse)]
+    pub dind_security: DindSecurity,
 }
 
 #[derive(Debug, thiserror::Error)]

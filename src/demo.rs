@@ -21,6 +21,7 @@ use crate::processor::ProcessorClient;
 use crate::runtime::docker::translate::container_name;
 use crate::runtime::RuntimeProvider;
 use crate::service::{Service, ServiceOptions};
+use crate::settings::Choice;
 
 /// The service on a loopback port, GoCD faked behind its processor bridge.
 pub struct Harness {
@@ -119,7 +120,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "go_server_url": "https://127.0.0.1:8154/go",
         "agent_image": args.agent_image,
         "dind_image": args.dind_image,
-        "dind_security": args.dind_security,
+        "dind_security": args.dind_security.name(),
     });
     let job_id = i64::from(std::process::id());
     let mut phases: Vec<(&str, Duration)> = Vec::new();

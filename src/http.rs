@@ -1,5 +1,5 @@
-//! The HTTP face of the service (ARCHITECTURE.md §2): GoCD's requests as forwarded by
-//! the shim, health and readiness probes, and metrics.
+//! The HTTP face of the service (docs/protocol.md, "Service HTTP contract"): GoCD's
+//! requests as forwarded by the shim, health and readiness probes, and metrics.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -32,7 +32,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 
 use crate::protocol::JobIdentifier;
-use crate::settings::{ClusterSettings, Cpu, DindSecurity, ElasticSettings, Memory};
+use crate::settings::{elastic, ClusterSettings, Cpu, DindSecurity, ElasticSettings, Memory};
 use crate::tls::PodTls;
 
 pub const PLUGIN_ID: &str = "gocd-dind";
@@ -141,6 +141,19 @@ pub enum PodError {
     NoAgentImage,
     #[error("PodSpecPatch: {0}")]
     Patch(String),
+}
+
+/// The elastic-profile key a part of the pod (a JSON path such as a runtime reports)
+/// comes from, so validation shows a refusal under the field that caused it.
+/// `DockerStorageSize` is the size limit of dind's storage volume; every other part a
+/// runtime may refuse can only come from `PodSpecPatch`: the other fields build only
+/// what both runtimes honour.
+pub fn elastic_key_of(path: &str) -> &'static str {
+    if path == format!("spec.volumes[{}].emptyDir.sizeLimit", volume::DOCKER_LIB) {
+        elastic::DOCKER_STORAGE_SIZE.key
+    } else {
+        elastic::POD_SPEC_PATCH.key
+    }
 }
 
 /// A fresh pod name, which is also the GoCD elastic agent id.

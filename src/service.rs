@@ -20,7 +20,7 @@ use crate::pod::Ownership;
 use crate::processor::{HealthMessage, ProcessorClient, ServerInfo};
 use crate::protocol::{AgentMetadata, JobIdentifier, Properties, ValidationError};
 use crate::runtime::{Runtime, RuntimeError, RuntimeProvider};
-use crate::settings::{ClusterId, ClusterSettings, RuntimeKind};
+use crate::settings::{cluster, Choice, ClusterId, ClusterSettings, RuntimeKind};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServiceOptions {
@@ -192,7 +192,7 @@ impl Service {
     /// Records which runtimes GoCD's cluster profiles use. migrate-config and server-ping
     /// carry every profile (`complete`); cluster-profile-changed only one.
     pub fn note_cluster_profiles(&self, profiles: &[Properties], complete: bool) {
-        let kubernetes = profiles.iter().any(|p| p.get("runtime") == Some(RuntimeKind::Kubernetes.as_str()));
+        let kubernetes = profiles.iter().any(|p| cluster::RUNTIME.get(p) == Some(RuntimeKind::Kubernetes.name()));
         let flag = &self.kubernetes_in_use;
         if complete {
             flag.store(kubernetes, std::sync::atomic::Ordering::Relaxed);

@@ -4,32 +4,19 @@
 //! is the validation: `parse` returns every problem at once as GoCD's `{key, message}`
 //! list, so validate-* requests and create-agent agree on what a valid profile is.
 
-mod cluster;
-mod elastic;
+mod checks;
+pub mod cluster;
+pub mod elastic;
+mod field;
 mod quantity;
 
-pub use cluster::{
-    is_dns_subdomain, ClusterId, ClusterSettings, DindSecurity, DockerConnection, KubernetesConnection, RuntimeKind,
-};
+pub use checks::is_dns_subdomain;
+pub use cluster::{ClusterId, ClusterSettings, DindSecurity, DockerConnection, KubernetesConnection, RuntimeKind};
 pub use elastic::{is_reserved_env, ElasticSettings, EnvVar};
+pub use field::{Choice, Field, Input};
 pub use quantity::{Cpu, Memory};
 
-use crate::protocol::{MetadataFlags, ProfileMetadata, Properties, ValidationError};
-
-/// One profile key: what GoCD's metadata says about it, and what our docs say.
-pub struct Field {
-    pub key: &'static str,
-    pub required: bool,
-    pub secure: bool,
-    pub label: &'static str,
-    pub help: &'static str,
-}
-
-impl Field {
-    pub fn metadata(&self) -> ProfileMetadata {
-        ProfileMetadata { key: self.key, metadata: MetadataFlags { required: self.required, secure: self.secure } }
-    }
-}
+use crate::protocol::{Properties, ValidationError};
 
 /// Flags every key that is not one of `fields`, the way GoCD's own plugins do, so a typo
 /// in a profile is caught instead of silently ignored.

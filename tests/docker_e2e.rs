@@ -1,6 +1,6 @@
 //! Docker end to end: the service against the local Docker Engine, driven over HTTP the
 //! way GoCD (through the shim) drives it, and inspected with bollard. These tests prove
-//! the isolation claims of ARCHITECTURE.md §5-6 on a real engine; see
+//! the isolation claims of docs/security.md on a real engine; see
 //! `docs/testing-docker.md`.
 //!
 //! They need the engine and the test images (`bash .ci/docker-up.sh && bash

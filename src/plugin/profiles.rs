@@ -8,7 +8,7 @@ use crate::pod::{self, Ownership, PodRequest};
 use crate::protocol::{JobIdentifier, Properties, ValidationError};
 use crate::runtime::docker::translate;
 use crate::service::Service;
-use crate::settings::{ClusterSettings, ElasticSettings};
+use crate::settings::{elastic, ClusterSettings, ElasticSettings, Field};
 use crate::tls::PodTls;
 
 const ICON: &str = include_str!("icon.svg");
@@ -18,11 +18,11 @@ pub fn icon() -> Value {
 }
 
 pub fn elastic_metadata() -> Value {
-    json!(ElasticSettings::fields().iter().map(crate::settings::Field::metadata).collect::<Vec<_>>())
+    json!(ElasticSettings::fields().iter().map(Field::metadata).collect::<Vec<_>>())
 }
 
 pub fn cluster_metadata() -> Value {
-    json!(ClusterSettings::fields().iter().map(crate::settings::Field::metadata).collect::<Vec<_>>())
+    json!(ClusterSettings::fields().iter().map(Field::metadata).collect::<Vec<_>>())
 }
 
 pub fn validate_elastic(service: &Service, props: &Properties) -> Value {
@@ -32,7 +32,7 @@ pub fn validate_elastic(service: &Service, props: &Properties) -> Value {
     }
 }
 
-/// Builds a sample pod from the profile so a patch that breaks the pod's invariants is
+/// Builds a sample pod from the profile so a patch that sets what a patch may not is
 /// refused when the profile is saved rather than at the first job; and, while every
 /// cluster profile GoCD reported runs on Docker, so is a field Docker cannot honour.
 /// (GoCD does not say which cluster profile an elastic profile being validated belongs
@@ -59,14 +59,11 @@ fn fits_the_pod(elastic: &ElasticSettings, docker_rules: bool) -> Vec<Validation
         tls: &tls,
     });
     match built {
-        Err(e) => vec![ValidationError::new("PodSpecPatch", e.to_string())],
+        Err(e) => vec![ValidationError::new(elastic::POD_SPEC_PATCH.key, e.to_string())],
         Ok(_) if !docker_rules => Vec::new(),
         Ok(pod) => translate::unsupported(&pod)
             .into_iter()
-            .map(|problem| {
-                let key = if problem.contains("DockerStorageSize") { "DockerStorageSize" } else { "PodSpecPatch" };
-                ValidationError::new(key, problem)
-            })
+            .map(|problem| ValidationError::new(pod::elastic_key_of(&problem.path), problem.to_string()))
             .collect(),
     }
 }

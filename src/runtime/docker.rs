@@ -320,7 +320,7 @@ impl Runtime for DockerRuntime {
     }
 
     fn unsupported(&self, pod: &AgentPod) -> Vec<String> {
-        translate::unsupported(pod)
+        translate::unsupported(pod).iter().map(ToString::to_string).collect()
     }
 
     async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError> {
@@ -355,7 +355,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError> {
-        let plan = translate::translate(pod).map_err(|problems| RuntimeError::Rejected(problems.join("; ")))?;
+        let plan = translate::translate(pod).map_err(|problems| {
+            RuntimeError::Rejected(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?;
         let owner_labels = pod.pod.metadata.labels.clone().unwrap_or_default();
         let result = self.build(&plan).await;
         if result.is_err() {

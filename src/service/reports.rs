@@ -7,6 +7,7 @@ use super::{Failure, Service};
 use crate::listing::PodPhase;
 use crate::protocol::{AgentStatusReportRequest, JobIdentifier, Properties};
 use crate::runtime::PodDetails;
+use crate::settings::Choice;
 
 #[derive(Debug, Clone)]
 pub struct PodRow {
@@ -58,7 +59,7 @@ impl Service {
                 ("max_running_agents", s.max_running_agents.to_string()),
                 ("agent_image", s.agent_image.clone().unwrap_or_else(|| "(set per elastic profile)".into())),
                 ("dind_image", s.dind_image.clone()),
-                ("dind_security", format!("{:?}", s.dind_security).to_lowercase()),
+                ("dind_security", s.dind_security.name().to_owned()),
                 ("allowed_secrets", {
                     let names: Vec<&str> = s.allowed_secrets.iter().map(String::as_str).collect();
                     if names.is_empty() {

@@ -1,17 +1,48 @@
-use super::cluster::validate_image;
-use super::{unknown_keys, Cpu, Field, Memory};
+//! The elastic agent profile: what one kind of job gets in its pod. Each key is defined
+//! once below; docs/configuration.md#elastic-agent-profile describes them for operators.
+
+use super::checks::validate_image;
+use super::field::Field;
+use super::{unknown_keys, Cpu, Memory};
 use crate::protocol::{Properties, ValidationError};
 
+pub const IMAGE: Field = Field::line("Image", "Agent image", "GoCD agent image for this profile, e.g. gocd/gocd-agent-wolfi:v25.4.0. Blank: the cluster profile's agent_image. A stock image works: the docker CLI is provided by the pod.");
+pub const DIND_IMAGE: Field =
+    Field::line("DindImage", "Docker-in-docker image", "Overrides the cluster profile's dind_image for this profile.");
+pub const AGENT_CPU: Field =
+    Field::line("AgentCpu", "Agent CPU", "CPU request and limit of the agent container: 2, 0.5 or 500m.");
+pub const AGENT_MEMORY: Field =
+    Field::line("AgentMemory", "Agent memory", "Memory request and limit of the agent container: 512Mi, 2Gi.");
+pub const DIND_CPU: Field = Field::line(
+    "DindCpu",
+    "Docker daemon CPU",
+    "CPU request and limit of the dind container (the job's docker builds run here).",
+);
+pub const DIND_MEMORY: Field =
+    Field::line("DindMemory", "Docker daemon memory", "Memory request and limit of the dind container.");
+pub const ENVIRONMENT: Field = Field::lines(
+    "Environment",
+    "Environment variables",
+    "One KEY=VALUE per line for the agent container; values may contain '='. Lines starting with # are ignored.",
+);
+pub const DOCKER_STORAGE_SIZE: Field = Field::line(
+    "DockerStorageSize",
+    "Docker storage size",
+    "Kubernetes runtime: size limit of the daemon's /var/lib/docker volume, e.g. 20Gi.",
+);
+pub const POD_SPEC_PATCH: Field = Field::lines("PodSpecPatch", "Pod spec patch", "A strategic-merge patch of the pod spec, as JSON, for what the fields don't cover. It may set placement (nodeSelector, tolerations, affinity...), DNS and host aliases, imagePullSecrets, labels and annotations under metadata, and the agent container's env, resources and extra emptyDir, configMap or secret volumes (Secrets only those the cluster profile allows). The agent container is named agent.");
+
+/// Every key, in the order GoCD's form shows them.
 pub const FIELDS: &[Field] = &[
-    Field { key: "Image", required: false, secure: false, label: "Agent image", help: "GoCD agent image for this profile, e.g. gocd/gocd-agent-wolfi:v25.4.0. Blank: the cluster profile's agent_image. A stock image works: the docker CLI is provided by the pod." },
-    Field { key: "DindImage", required: false, secure: false, label: "Docker-in-docker image", help: "Overrides the cluster profile's dind_image for this profile." },
-    Field { key: "AgentCpu", required: false, secure: false, label: "Agent CPU", help: "CPU request and limit of the agent container: 2, 0.5 or 500m." },
-    Field { key: "AgentMemory", required: false, secure: false, label: "Agent memory", help: "Memory request and limit of the agent container: 512Mi, 2Gi." },
-    Field { key: "DindCpu", required: false, secure: false, label: "Docker daemon CPU", help: "CPU request and limit of the dind container (the job's docker builds run here)." },
-    Field { key: "DindMemory", required: false, secure: false, label: "Docker daemon memory", help: "Memory request and limit of the dind container." },
-    Field { key: "Environment", required: false, secure: false, label: "Environment variables", help: "One KEY=VALUE per line for the agent container; values may contain '='. Lines starting with # are ignored." },
-    Field { key: "DockerStorageSize", required: false, secure: false, label: "Docker storage size", help: "Kubernetes runtime: size limit of the daemon's /var/lib/docker volume, e.g. 20Gi." },
-    Field { key: "PodSpecPatch", required: false, secure: false, label: "Pod spec patch", help: "Kubernetes runtime: a strategic-merge patch of the pod spec, as JSON, for what the fields don't cover (nodeSelector, tolerations...). Containers merge by name: agent, dind." },
+    IMAGE,
+    DIND_IMAGE,
+    AGENT_CPU,
+    AGENT_MEMORY,
+    DIND_CPU,
+    DIND_MEMORY,
+    ENVIRONMENT,
+    DOCKER_STORAGE_SIZE,
+    POD_SPEC_PATCH,
 ];
 
 /// Variables the pod itself sets; a profile overriding them would break registration or
@@ -51,41 +82,19 @@ impl ElasticSettings {
     pub fn parse(props: &Properties) -> Result<Self, Vec<ValidationError>> {
         let mut errors = Vec::new();
         unknown_keys(props, FIELDS, &mut errors);
-        let mut settings = Self::default();
-        for (key, slot) in [("Image", &mut settings.image), ("DindImage", &mut settings.dind_image)] {
-            if let Some(image) = props.get(key) {
-                match validate_image(image) {
-                    Ok(()) => *slot = Some(image.to_owned()),
-                    Err(message) => errors.push(ValidationError::new(key, message)),
-                }
-            }
-        }
-        for (key, slot) in [("AgentCpu", &mut settings.agent_cpu), ("DindCpu", &mut settings.dind_cpu)] {
-            *slot = parse_optional(props, key, Cpu::parse, &mut errors);
-        }
-        for (key, slot) in [
-            ("AgentMemory", &mut settings.agent_memory),
-            ("DindMemory", &mut settings.dind_memory),
-            ("DockerStorageSize", &mut settings.docker_storage_size),
-        ] {
-            *slot = parse_optional(props, key, Memory::parse, &mut errors);
-        }
-        if let Some(text) = props.get("Environment") {
-            match parse_environment(text) {
-                Ok(vars) => settings.environment = vars,
-                Err(message) => errors.push(ValidationError::new("Environment", message)),
-            }
-        }
-        if let Some(text) = props.get("PodSpecPatch") {
-            match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(serde_json::Value::Object(patch)) => settings.pod_spec_patch = Some(patch),
-                Ok(_) => errors.push(ValidationError::new(
-                    "PodSpecPatch",
-                    "must be a JSON object, e.g. {\"nodeSelector\": {\"pool\": \"ci\"}}",
-                )),
-                Err(e) => errors.push(ValidationError::new("PodSpecPatch", format!("is not valid JSON: {e}"))),
-            }
-        }
+        let e = &mut errors;
+        let image = |t: &str| validate_image(t).map(|()| t.to_owned());
+        let settings = Self {
+            image: IMAGE.parse(props, image, e),
+            dind_image: DIND_IMAGE.parse(props, image, e),
+            agent_cpu: AGENT_CPU.parse(props, Cpu::parse, e),
+            agent_memory: AGENT_MEMORY.parse(props, Memory::parse, e),
+            dind_cpu: DIND_CPU.parse(props, Cpu::parse, e),
+            dind_memory: DIND_MEMORY.parse(props, Memory::parse, e),
+            environment: ENVIRONMENT.parse(props, parse_environment, e).unwrap_or_default(),
+            docker_storage_size: DOCKER_STORAGE_SIZE.parse(props, Memory::parse, e),
+            pod_spec_patch: POD_SPEC_PATCH.parse(props, parse_patch, e),
+        };
         if errors.is_empty() {
             Ok(settings)
         } else {
@@ -94,14 +103,12 @@ impl ElasticSettings {
     }
 }
 
-fn parse_optional<T>(
-    props: &Properties,
-    key: &str,
-    parse: fn(&str) -> Result<T, String>,
-    errors: &mut Vec<ValidationError>,
-) -> Option<T> {
-    let text = props.get(key)?;
-    parse(text).map_err(|message| errors.push(ValidationError::new(key, message))).ok()
+fn parse_patch(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(patch)) => Ok(patch),
+        Ok(_) => Err("must be a JSON object, e.g. {\"nodeSelector\": {\"pool\": \"ci\"}}".into()),
+        Err(e) => Err(format!("is not valid JSON: {e}")),
+    }
 }
 
 /// `KEY=VALUE` lines; only the first `=` separates, so values keep theirs.

@@ -109,19 +109,39 @@ const SECURITY_FIELDS: &[&str] = &[
     "runAsGroup",
 ];
 
-/// Everything in the pod this translation does not honour, by JSON path.
-pub fn unsupported(pod: &AgentPod) -> Vec<String> {
-    let Some(spec) = &pod.pod.spec else { return vec!["the pod has no spec".into()] };
+/// A part of the pod this translation cannot honour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// Where, as a JSON path into the pod: `spec.nodeSelector`, `spec.volumes[docker-lib].emptyDir.sizeLimit`.
+    pub path: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+const NOT_SUPPORTED: &str = "not supported by the docker runtime";
+
+fn problem(path: impl Into<String>, reason: impl Into<String>) -> Unsupported {
+    Unsupported { path: path.into(), reason: reason.into() }
+}
+
+/// Everything in the pod this translation does not honour.
+pub fn unsupported(pod: &AgentPod) -> Vec<Unsupported> {
+    let Some(spec) = &pod.pod.spec else { return vec![problem("spec", "the pod has no spec")] };
     let mut problems = Vec::new();
     let own_secret = pod.secret.metadata.name.as_deref().unwrap_or_default();
     let spec_json = serde_json::to_value(spec).unwrap_or_default();
     unknown_fields(&spec_json, POD_FIELDS, "spec", &mut problems);
-    let init = spec.init_containers.iter().flatten();
     if spec.containers.len() != 1 || spec.init_containers.as_ref().is_none_or(|i| i.len() != 1) {
-        problems.push("spec: the Docker runtime runs exactly one agent container and one dind sidecar".into());
+        problems.push(problem("spec", "the Docker runtime runs exactly one agent container and one dind sidecar"));
     }
-    for container in spec.containers.iter().chain(init) {
-        let path = format!("spec.containers[{}]", container.name);
+    let init = spec.init_containers.iter().flatten().map(|c| ("initContainers", c));
+    for (list, container) in spec.containers.iter().map(|c| ("containers", c)).chain(init) {
+        let path = format!("spec.{list}[{}]", container.name);
         let json = serde_json::to_value(container).unwrap_or_default();
         unknown_fields(&json, CONTAINER_FIELDS, &path, &mut problems);
         if let Some(security) = json.get("securityContext") {
@@ -136,74 +156,78 @@ pub fn unsupported(pod: &AgentPod) -> Vec<String> {
                     _ => false,
                 };
                 if !fits {
-                    problems.push(format!(
-                        "{path}.resources: {name} = {} is not supported by the docker runtime",
-                        amount.0
+                    problems.push(problem(
+                        format!("{path}.resources"),
+                        format!("{name} = {} is {NOT_SUPPORTED}", amount.0),
                     ));
                 }
             }
         }
-        if let Some(probe) = &container.startup_probe {
-            if probe.exec.is_none() {
-                problems.push(format!("{path}.startupProbe: only exec probes are supported"));
-            }
+        if container.startup_probe.as_ref().is_some_and(|probe| probe.exec.is_none()) {
+            problems.push(problem(format!("{path}.startupProbe"), "only exec probes are supported"));
         }
         for var in container.env.iter().flatten() {
+            let var_path = format!("{path}.env[{}]", var.name);
             match var.value_from.as_ref().map(|f| &f.secret_key_ref) {
                 None => {}
                 Some(Some(key)) if key.name == own_secret => {}
-                Some(Some(key)) => problems.push(format!("{path}.env[{}]: {}", var.name, no_secret(&key.name))),
-                Some(None) => {
-                    problems.push(format!("{path}.env[{}]: only values and secretKeyRef are supported", var.name));
-                }
+                Some(Some(key)) => problems.push(problem(var_path, no_secret(&key.name))),
+                Some(None) => problems.push(problem(var_path, "only values and secretKeyRef are supported")),
             }
         }
         for mount in container.volume_mounts.iter().flatten() {
             let json = serde_json::to_value(mount).unwrap_or_default();
-            let mount_path = format!("{path}.volumeMounts[{}]", mount.name);
+            let mount_path = format!("{path}.volumeMounts[{}]", mount.mount_path);
             unknown_fields(&json, &["name", "mountPath", "readOnly", "subPath"], &mount_path, &mut problems);
             if let Some(file) = &mount.sub_path {
                 if mount.mount_path != format!("/usr/local/bin/{file}") || file.contains('/') {
-                    problems.push(format!("{mount_path}: subPath is supported only for a command in /usr/local/bin"));
+                    problems.push(problem(
+                        format!("{mount_path}.subPath"),
+                        "supported only for a command in /usr/local/bin",
+                    ));
                 }
             }
         }
     }
     for volume in spec.volumes.iter().flatten() {
+        let path = format!("spec.volumes[{}]", volume.name);
         match (&volume.empty_dir, &volume.secret) {
             (Some(dir), None) => {
                 if dir.size_limit.is_some() {
-                    problems.push(format!("volume {}: sizeLimit (DockerStorageSize) is not supported: Docker volumes have no size limit; leave DockerStorageSize blank", volume.name));
+                    problems.push(problem(
+                        format!("{path}.emptyDir.sizeLimit"),
+                        "not supported: Docker volumes have no size limit; leave DockerStorageSize blank",
+                    ));
                 }
                 if dir.medium.as_deref().is_some_and(|m| !m.is_empty()) {
-                    problems.push(format!("volume {}: emptyDir medium is not supported", volume.name));
+                    problems.push(problem(format!("{path}.emptyDir.medium"), NOT_SUPPORTED));
                 }
             }
             (None, Some(secret)) => {
                 let name = secret.secret_name.as_deref().unwrap_or_default();
                 if name != own_secret {
-                    problems.push(format!("volume {}: {}", volume.name, no_secret(name)));
+                    problems.push(problem(format!("{path}.secret"), no_secret(name)));
                 }
             }
-            _ => problems.push(format!("volume {}: only emptyDir and secret volumes are supported", volume.name)),
+            _ => problems.push(problem(path, "only emptyDir and secret volumes are supported")),
         }
     }
     problems
 }
 
 fn no_secret(name: &str) -> String {
-    format!("Secret '{name}' is not supported by the docker runtime: the engine has no Secrets but the pod's own")
+    format!("Secret '{name}' is {NOT_SUPPORTED}: the engine has no Secrets but the pod's own")
 }
 
-fn unknown_fields(value: &Value, allowed: &[&str], path: &str, problems: &mut Vec<String>) {
+fn unknown_fields(value: &Value, allowed: &[&str], path: &str, problems: &mut Vec<Unsupported>) {
     for key in value.as_object().into_iter().flat_map(|o| o.keys()) {
         if !allowed.contains(&key.as_str()) {
-            problems.push(format!("{path}.{key} is not supported by the docker runtime"));
+            problems.push(problem(format!("{path}.{key}"), NOT_SUPPORTED));
         }
     }
 }
 
-pub fn translate(pod: &AgentPod) -> Result<DockerPod, Vec<String>> {
+pub fn translate(pod: &AgentPod) -> Result<DockerPod, Vec<Unsupported>> {
     let problems = unsupported(pod);
     if !problems.is_empty() {
         return Err(problems);
@@ -463,8 +487,9 @@ mod tests {
         let patch = r#"{"nodeSelector":{"a":"b"},"containers":[{"name":"agent","resources":{"limits":{"nvidia.com/gpu":"1"}}}]}"#;
         let problems =
             unsupported(&pod(&[("agent_image", "a:1")], &[("PodSpecPatch", patch), ("DockerStorageSize", "1Gi")]));
-        let text = problems.join("\n");
-        assert!(text.contains("spec.nodeSelector"), "{text}");
+        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(text.contains("spec.nodeSelector: not supported by the docker runtime"), "{text}");
+        assert!(problems.iter().any(|p| p.path == "spec.volumes[docker-lib].emptyDir.sizeLimit"), "{text}");
         assert!(text.contains("nvidia.com/gpu"), "{text}");
         assert!(text.contains("DockerStorageSize"), "{text}");
     }
@@ -491,8 +516,9 @@ mod tests {
         let patch = r#"{"volumes": [{"name": "push", "secret": {"secretName": "registry"}}],
             "containers": [{"name": "agent", "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "registry", "key": "server-key.pem"}}}],
                             "volumeMounts": [{"name": "push", "mountPath": "/push"}]}]}"#;
-        let text = unsupported(&pod(&[("agent_image", "a:1")], &[("PodSpecPatch", patch)])).join("\n");
-        assert!(text.contains("volume push: Secret 'registry' is not supported"), "{text}");
+        let problems = unsupported(&pod(&[("agent_image", "a:1")], &[("PodSpecPatch", patch)]));
+        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(text.contains("spec.volumes[push].secret: Secret 'registry' is not supported"), "{text}");
         assert!(text.contains("spec.containers[agent].env[T]: Secret 'registry' is not supported"), "{text}");
     }
 

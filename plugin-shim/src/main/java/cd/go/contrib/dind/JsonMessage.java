@@ -2,7 +2,7 @@ package cd.go.contrib.dind;
 
 /**
  * The one JSON shape the shim writes itself: {@code {"message": "..."}}, the same error
- * shape the service uses (ARCHITECTURE.md §2). Everything else passes through untouched,
+ * shape the service uses (docs/protocol.md, "Service HTTP contract"). Everything else passes through untouched,
  * so no JSON library is needed.
  */
 final class JsonMessage {

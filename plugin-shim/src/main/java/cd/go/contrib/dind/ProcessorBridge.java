@@ -19,7 +19,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * The processor bridge (ARCHITECTURE.md §3): only code inside GoCD's JVM can call GoCD
+ * The processor bridge (docs/protocol.md, "Processor bridge"): only code inside GoCD's JVM can call GoCD
  * back, so the service asks us over loopback HTTP and we submit its request through the
  * {@link GoApplicationAccessor} GoCD handed the plugin.
  *

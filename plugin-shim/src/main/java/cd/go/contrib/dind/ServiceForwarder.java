@@ -17,7 +17,7 @@ import java.nio.charset.StandardCharsets;
 
 /**
  * Sends one GoCD request to {@code POST {service}/gocd/elastic-agent/{request-name}} and
- * hands back the service's status and body verbatim (ARCHITECTURE.md §2).
+ * hands back the service's status and body verbatim (docs/protocol.md, "Service HTTP contract").
  *
  * <p>Only when the service cannot give an answer of its own (down, slow, or refusing our
  * token) does the shim answer itself: a 500 with {@code {"message": ...}} that says what to

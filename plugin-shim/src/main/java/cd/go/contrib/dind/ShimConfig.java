@@ -14,7 +14,7 @@ import java.util.function.Function;
 
 /**
  * The shim's configuration, read from Java system properties and the environment
- * (ARCHITECTURE.md §4). A system property wins over the environment variable of the same
+ * (docs/install.md, "Configuration"). A system property wins over the environment variable of the same
  * setting, because an operator adding {@code -D...} to the GoCD server's JVM options means
  * to override what the image sets.
  *

@@ -23,7 +23,7 @@ import java.util.Map;
 final class StaticAnswers {
     static final String MIGRATE_CONFIG = "cd.go.elastic-agent.migrate-config";
     static final String RESOURCE_DIR = "/static-answers/";
-    /** GoCD's body-less load-time requests (protocol reference §1.1, "Load-time sequence"). */
+    /** GoCD's body-less load-time requests (docs/protocol.md, "Profiles, views and load-time requests"). */
     static final List<String> NAMES = List.of(
             "cd.go.elastic-agent.get-icon",
             "cd.go.elastic-agent.get-capabilities",

@@ -31,7 +31,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** handle(): every GoCD request reaches the service unchanged, and every failure is a 500 that says why. */
 class ForwardingTest {
-    /** Every request GoCD sends an elastic-agent v5 plugin (protocol reference §1.2). */
+    /** Every request GoCD sends an elastic-agent v5 plugin (docs/protocol.md, "Requests at a glance"). */
     private static final Set<String> GOCD_REQUESTS = Set.of(
             "cd.go.elastic-agent.get-icon",
             "cd.go.elastic-agent.get-capabilities",

@@ -37,7 +37,7 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The packaged jar, checked the way GoCD loads it (protocol reference §3): plugin.xml at
+ * The packaged jar, checked the way GoCD loads it (plugin-shim/README.md): plugin.xml at
  * the root and valid against go-plugin-api's schema, one {@code @Extension} class found by
  * scanning the jar's classes outside lib/ and META-INF/, no Bundle-SymbolicName, no
  * go-plugin-api inside, and the service's static answers (for loading without the service). Runs in {@code mvn verify}, after the jar exists.

@@ -30,7 +30,7 @@ class ServiceGateTest {
     private static final String ICON = "cd.go.elastic-agent.get-icon";
     private static final String CREATE = "cd.go.elastic-agent.create-agent";
     private static final String URL = "http://127.0.0.1:1";
-    /** GoCD's load-time order (protocol reference §1.1): migrate-config, then the plugin info. */
+    /** GoCD's load-time order (docs/protocol.md, "Profiles, views and load-time requests"): migrate-config, then the plugin info. */
     private static final List<String> LOAD_SEQUENCE = List.of(MIGRATE,
             "cd.go.elastic-agent.get-elastic-agent-profile-metadata",
             "cd.go.elastic-agent.get-elastic-agent-profile-view",

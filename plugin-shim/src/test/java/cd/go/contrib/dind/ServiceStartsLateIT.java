@@ -34,7 +34,7 @@ class ServiceStartsLateIT {
             "gocd.dind.processor.listen", "gocd.dind.startup.wait.ms");
     private static final String MIGRATE = "cd.go.elastic-agent.migrate-config";
     private static final String CAPABILITIES = "cd.go.elastic-agent.get-capabilities";
-    /** GoCD's order (protocol reference §1.1): migrate-config, the plugin info, the plugin settings. */
+    /** GoCD's order (docs/protocol.md, "Profiles, views and load-time requests"): migrate-config, the plugin info, the plugin settings. */
     private static final List<String> LOAD_SEQUENCE = List.of(MIGRATE,
             "cd.go.elastic-agent.get-elastic-agent-profile-metadata",
             "cd.go.elastic-agent.get-elastic-agent-profile-view",
@@ -117,7 +117,7 @@ class ServiceStartsLateIT {
         }
     }
 
-    /** What GoCD's v5 converters read from each answer (protocol reference §1.4–§1.7, §1.20). */
+    /** What GoCD's v5 converters read from each answer (docs/protocol.md, "Profiles, views and load-time requests"). */
     private static void assertShapesGoCdAccepts(Map<String, String> answers) {
         String icon = answers.get("cd.go.elastic-agent.get-icon");
         assertTrue(icon.contains("\"content_type\":\"image/svg+xml\"") && icon.matches(".*\"data\":\"[A-Za-z0-9+/=]+\".*"), icon);
