@@ -21,7 +21,7 @@ use crate::processor::ProcessorClient;
 use crate::runtime::docker::translate::container_name;
 use crate::runtime::RuntimeProvider;
 use crate::service::{Service, ServiceOptions};
-use crate::settings::Choice;
+use crate::settings::{cluster, Choice, RuntimeKind};
 
 /// The service on a loopback port, GoCD faked behind its processor bridge.
 pub struct Harness {
@@ -116,11 +116,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let runtimes = crate::runtime::Runtimes::new();
     let harness = Harness::start(Arc::new(runtimes), Clock::default(), ServiceOptions::default()).await?;
     let cluster = json!({
-        "runtime": "docker",
-        "go_server_url": "https://127.0.0.1:8154/go",
-        "agent_image": args.agent_image,
-        "dind_image": args.dind_image,
-        "dind_security": args.dind_security.name(),
+        (cluster::RUNTIME.key): RuntimeKind::Docker.name(),
+        (cluster::GO_SERVER_URL.key): "https://127.0.0.1:8154/go",
+        (cluster::AGENT_IMAGE.key): args.agent_image,
+        (cluster::DIND_IMAGE.key): args.dind_image,
+        (cluster::DIND_SECURITY.key): args.dind_security.name(),
     });
     let job_id = i64::from(std::process::id());
     let mut phases: Vec<(&str, Duration)> = Vec::new();

@@ -7,7 +7,7 @@ use super::{Failure, Service};
 use crate::listing::PodPhase;
 use crate::protocol::{AgentStatusReportRequest, JobIdentifier, Properties};
 use crate::runtime::PodDetails;
-use crate::settings::Choice;
+use crate::settings::{cluster, Choice};
 
 #[derive(Debug, Clone)]
 pub struct PodRow {
@@ -53,14 +53,17 @@ impl Service {
         let mut view = ClusterView {
             description: cluster.describe(),
             settings: vec![
-                ("go_server_url", s.go_server_url.clone().unwrap_or_else(|| "(GoCD's secure site URL)".into())),
-                ("auto_register_timeout", format!("{} minutes", s.auto_register_timeout.as_secs() / 60)),
-                ("max_pending_agents", s.max_pending_agents.to_string()),
-                ("max_running_agents", s.max_running_agents.to_string()),
-                ("agent_image", s.agent_image.clone().unwrap_or_else(|| "(set per elastic profile)".into())),
-                ("dind_image", s.dind_image.clone()),
-                ("dind_security", s.dind_security.name().to_owned()),
-                ("allowed_secrets", {
+                (
+                    cluster::GO_SERVER_URL.key,
+                    s.go_server_url.clone().unwrap_or_else(|| "(GoCD's secure site URL)".into()),
+                ),
+                (cluster::AUTO_REGISTER_TIMEOUT.key, format!("{} minutes", s.auto_register_timeout.as_secs() / 60)),
+                (cluster::MAX_PENDING_AGENTS.key, s.max_pending_agents.to_string()),
+                (cluster::MAX_RUNNING_AGENTS.key, s.max_running_agents.to_string()),
+                (cluster::AGENT_IMAGE.key, s.agent_image.clone().unwrap_or_else(|| "(set per elastic profile)".into())),
+                (cluster::DIND_IMAGE.key, s.dind_image.clone()),
+                (cluster::DIND_SECURITY.key, s.dind_security.name().to_owned()),
+                (cluster::ALLOWED_SECRETS.key, {
                     let names: Vec<&str> = s.allowed_secrets.iter().map(String::as_str).collect();
                     if names.is_empty() {
                         "(none)".to_owned()
