@@ -40,10 +40,13 @@ fn us(d: Duration) -> String {
 async fn main() {
     let clock = Clock::default();
     let runtime = MemoryRuntime::new(clock.clone());
-    let harness =
-        Harness::start(Arc::new(MemoryProvider(runtime.clone())), clock, ServiceOptions { allow_memory_runtime: true })
-            .await
-            .unwrap();
+    let harness = Harness::start(
+        Arc::new(MemoryProvider::new(runtime.clone())),
+        clock,
+        ServiceOptions { allow_memory_runtime: true },
+    )
+    .await
+    .unwrap();
     let cluster = json!({"runtime": "memory", "go_server_url": "https://gocd.example.com/go", "agent_image": "a:1", "max_pending_agents": "10000", "max_running_agents": "10000"});
     let started = Instant::now();
     for id in 0..i64::try_from(AGENTS).unwrap() {

@@ -110,16 +110,12 @@ async fn gocd_request(
     response
 }
 
+/// The engines of live cluster profiles, asked at once, each briefly: see
+/// `Service::readiness`.
 async fn ready(State(state): State<AppState>) -> Response {
-    let clusters = state.service.known_clusters();
-    let mut problems = Vec::new();
-    for cluster in &clusters {
-        if let Err(e) = cluster.runtime.describe().await {
-            problems.push(format!("{}: {e}", cluster.describe()));
-        }
-    }
+    let (problems, clusters) = state.service.readiness().await;
     if problems.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ready", "clusters": clusters.len()}))).into_response()
+        (StatusCode::OK, Json(json!({"status": "ready", "clusters": clusters}))).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unready", "problems": problems}))).into_response()
     }

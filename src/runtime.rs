@@ -70,6 +70,10 @@ pub trait Runtime: Send + Sync {
 /// Hands out the runtime a cluster profile points at.
 pub trait RuntimeProvider: Send + Sync {
     fn runtime(&self, cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError>;
+
+    /// Forgets the runtimes (clients, credentials, files) of places no profile in `live`
+    /// points at any more. `live` is every cluster profile GoCD has.
+    fn retain(&self, _live: &[ClusterSettings]) {}
 }
 
 /// The service's provider: one runtime per place (engine or API server, with its
@@ -139,5 +143,35 @@ impl RuntimeProvider for Runtimes {
         };
         cache.insert(cluster.id(), (connection, runtime.clone()));
         Ok(runtime)
+    }
+
+    fn retain(&self, live: &[ClusterSettings]) {
+        let live: std::collections::HashSet<ClusterId> = live.iter().map(ClusterSettings::id).collect();
+        self.cache.lock().unwrap().retain(|id, _| live.contains(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Properties;
+
+    fn docker_profile(host: &str) -> ClusterSettings {
+        ClusterSettings::parse(&Properties::from_pairs(&[("docker_host", host)]), false).unwrap()
+    }
+
+    #[test]
+    fn the_cache_keeps_only_places_a_profile_still_points_at() {
+        let runtimes = Runtimes::new();
+        let (a, b) = (docker_profile("tcp://a:2376"), docker_profile("tcp://b:2376"));
+        let first = runtimes.runtime(&a).unwrap();
+        runtimes.runtime(&b).unwrap();
+        assert!(Arc::ptr_eq(&first, &runtimes.runtime(&a).unwrap()), "one runtime per place");
+        assert_eq!(runtimes.cache.lock().unwrap().len(), 2);
+        runtimes.retain(std::slice::from_ref(&a));
+        assert_eq!(runtimes.cache.lock().unwrap().len(), 1, "the deleted profile's client is gone");
+        assert!(Arc::ptr_eq(&first, &runtimes.runtime(&a).unwrap()), "the live one is kept");
+        runtimes.retain(&[]);
+        assert!(runtimes.cache.lock().unwrap().is_empty());
     }
 }

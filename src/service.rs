@@ -2,9 +2,11 @@
 //! listings, GoCD's agents), asks the pure rules in `agents` what to do, and does it.
 
 mod lifecycle;
+mod profiles;
 mod registry;
 mod reports;
 
+pub use profiles::{TrackedClusters, READY_PROBE_TIMEOUT};
 pub use registry::{Failure, Lifecycle, PodRecord, Registry};
 pub use reports::{ClusterView, PodRow};
 
@@ -48,7 +50,10 @@ impl Cluster {
                 format!("kubernetes namespace {}", s.kubernetes.namespace.as_deref().unwrap_or("(service account's)"))
             }
             #[cfg(feature = "test-doubles")]
-            RuntimeKind::Memory => "in-memory test runtime".to_owned(),
+            RuntimeKind::Memory => match &s.docker.host {
+                Some(host) => format!("in-memory test runtime at {host}"),
+                None => "in-memory test runtime".to_owned(),
+            },
         }
     }
 }
@@ -158,6 +163,13 @@ impl Service {
         Ok(info)
     }
 
+    /// Which cluster a profile's settings name: the key of everything kept per cluster
+    /// and the cluster label of its pods.
+    #[allow(clippy::unnecessary_wraps, clippy::unused_self)] // identifying a cluster will ask its engine (issue 8 item 3)
+    fn cluster_id(&self, settings: &ClusterSettings) -> Result<ClusterId, ClusterError> {
+        Ok(settings.id())
+    }
+
     /// Resolves a cluster profile. Needs the server id (ownership labels), so it fails
     /// while the processor bridge is unreachable.
     async fn cluster(&self, settings: ClusterSettings) -> Result<Cluster, ClusterError> {
@@ -166,7 +178,7 @@ impl Service {
             .server_info()
             .await
             .map_err(|e| ClusterError::Transient(format!("cannot learn GoCD's server id: {e}")))?;
-        let id = settings.id();
+        let id = self.cluster_id(&settings)?;
         let cluster = Cluster { owner: Ownership::new(&info.server_id, id.clone()), id: id.clone(), runtime, settings };
         self.clusters.lock().unwrap().insert(id, cluster.clone());
         Ok(cluster)
@@ -267,6 +279,11 @@ impl Service {
             }
             health.values().cloned().collect()
         };
+        self.send_health(messages);
+    }
+
+    /// Sends GoCD the plugin's whole list of server-health messages, in the background.
+    fn send_health(&self, messages: Vec<HealthMessage>) {
         let processor = self.processor.clone();
         self.tasks.spawn(async move {
             if let Err(e) = processor.set_health_messages(&messages).await {
@@ -289,9 +306,55 @@ mod tests {
 
     fn service() -> Arc<Service> {
         let clock = Clock::default();
-        let runtimes = Arc::new(MemoryProvider(MemoryRuntime::new(clock.clone())));
+        let runtimes = Arc::new(MemoryProvider::new(MemoryRuntime::new(clock.clone())));
         // Nothing here calls GoCD: no bridge needs to listen.
         Service::new(runtimes, ProcessorClient::new("http://127.0.0.1:9", "t"), clock, ServiceOptions::default())
+    }
+
+    /// A resolved cluster on its own in-memory engine, known to `service` as GoCD's
+    /// requests would leave it.
+    fn known(service: &Service, host: &str) -> Arc<MemoryRuntime> {
+        let runtime = MemoryRuntime::new(Clock::default());
+        let props = crate::protocol::Properties::from_pairs(&[("runtime", "memory"), ("docker_host", host)]);
+        let settings = ClusterSettings::parse(&props, true).unwrap();
+        let id = settings.id();
+        let cluster =
+            Cluster { owner: Ownership::new("server", id.clone()), id: id.clone(), runtime: runtime.clone(), settings };
+        service.clusters.lock().unwrap().insert(id, cluster);
+        runtime
+    }
+
+    /// Paused time: the clock only moves when every task waits, so the figures are exact.
+    #[tokio::test(start_paused = true)]
+    async fn readiness_asks_every_engine_at_once_and_none_for_longer_than_the_timeout() {
+        let service = service();
+        let stalled = [known(&service, "tcp://a:1"), known(&service, "tcp://b:1")];
+        known(&service, "tcp://c:1");
+        known(&service, "tcp://d:1").set_unreachable(true);
+        for engine in &stalled {
+            engine.set_answering(false);
+        }
+        let started = tokio::time::Instant::now();
+        let (mut problems, asked) = service.readiness().await;
+        assert_eq!(started.elapsed(), READY_PROBE_TIMEOUT, "the engines were not asked at once");
+        assert_eq!(asked, 4);
+        problems.sort();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].starts_with("in-memory test runtime at tcp://a:1: no answer within 2000 ms"),
+            "{problems:?}"
+        );
+        assert!(problems[1].starts_with("in-memory test runtime at tcp://b:1: no answer"), "{problems:?}");
+        assert!(problems[2].contains("tcp://d:1: cannot reach"), "{problems:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_with_every_engine_answering_takes_no_time() {
+        let service = service();
+        known(&service, "tcp://a:1");
+        let started = tokio::time::Instant::now();
+        assert_eq!(service.readiness().await, (Vec::new(), 1));
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test]

@@ -295,7 +295,7 @@ async fn should_assign_work_recovers_after_a_restart() {
     let cluster = memory_cluster(&[]);
     let name = create(&h, &cluster, 1101).await;
     let restarted = gocd_dind::demo::Harness::start(
-        std::sync::Arc::new(gocd_dind::runtime::memory::MemoryProvider(h.runtime.clone())),
+        std::sync::Arc::new(gocd_dind::runtime::memory::MemoryProvider::new(h.runtime.clone())),
         h.clock.clone(),
         gocd_dind::service::ServiceOptions { allow_memory_runtime: true },
     )

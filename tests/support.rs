@@ -53,7 +53,7 @@ pub async fn memory_harness() -> MemoryHarness {
     let clock = Clock::default();
     let runtime = MemoryRuntime::new(clock.clone());
     let harness = Harness::start(
-        Arc::new(MemoryProvider(runtime.clone())),
+        Arc::new(MemoryProvider::new(runtime.clone())),
         clock.clone(),
         ServiceOptions { allow_memory_runtime: true },
     )

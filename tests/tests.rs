@@ -10,4 +10,5 @@ mod hostile_profiles;
 mod http_contract;
 mod kubernetes;
 pub mod lifecycle;
+mod profile_changes;
 mod static_answers;

@@ -1,5 +1,7 @@
 //! Icon, profile metadata, validation and migrate-config.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -74,7 +76,7 @@ pub fn validate_cluster(service: &Service, props: &Properties) -> Value {
 
 /// GoCD replaces all of this plugin's profiles with what we answer, so the answer is
 /// exactly what came in: returning less would delete operators' configuration.
-pub fn migrate_config(service: &Service, body: &[u8]) -> Result<Value> {
+pub fn migrate_config(service: &Arc<Service>, body: &[u8]) -> Result<Value> {
     let bad = |why: &str| Error::BadRequest(format!("cd.go.elastic-agent.migrate-config: {why}"));
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| bad(&format!("invalid JSON at line {}, column {}", e.line(), e.column())))?;
@@ -91,5 +93,9 @@ pub fn migrate_config(service: &Service, body: &[u8]) -> Result<Value> {
         .filter_map(|p| serde_json::from_value(p["properties"].clone()).ok())
         .collect();
     service.note_cluster_profiles(&profiles, true);
+    // The list is complete: state of profiles no longer in it goes. In the background,
+    // so the answer (GoCD waits for it while loading the plugin) never waits on an engine.
+    let pruning = Arc::clone(service);
+    service.tasks.spawn(async move { pruning.follow_profiles(&profiles).await });
     Ok(value)
 }

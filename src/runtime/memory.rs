@@ -19,6 +19,7 @@ pub struct StoredPod {
 #[derive(Default)]
 struct Faults {
     fail_create: Option<String>,
+    panic_create: bool,
     unreachable: bool,
 }
 
@@ -30,6 +31,9 @@ pub struct MemoryRuntime {
     /// Creations wait while this is `false`: a test holds them to act while a pod is
     /// being created, then releases them.
     creates_open: tokio::sync::watch::Sender<bool>,
+    /// `describe` (the readiness probe) waits while this is `false`: an engine that
+    /// accepts the connection and never answers.
+    answering: tokio::sync::watch::Sender<bool>,
 }
 
 impl MemoryRuntime {
@@ -40,6 +44,7 @@ impl MemoryRuntime {
             faults: Mutex::default(),
             created_total: Mutex::default(),
             creates_open: tokio::sync::watch::Sender::new(true),
+            answering: tokio::sync::watch::Sender::new(true),
         })
     }
 
@@ -70,6 +75,17 @@ impl MemoryRuntime {
         self.faults.lock().unwrap().fail_create = reason.map(str::to_owned);
     }
 
+    /// Creations panic before they create anything, as a bug in a runtime would: the
+    /// task that runs them ends without reaching its own bookkeeping.
+    pub fn panic_in_creates(&self, panic: bool) {
+        self.faults.lock().unwrap().panic_create = panic;
+    }
+
+    /// `describe` hangs until answering again.
+    pub fn set_answering(&self, answering: bool) {
+        self.answering.send_replace(answering);
+    }
+
     pub fn set_unreachable(&self, unreachable: bool) {
         self.faults.lock().unwrap().unreachable = unreachable;
     }
@@ -90,6 +106,8 @@ impl MemoryRuntime {
 #[async_trait]
 impl Runtime for MemoryRuntime {
     async fn describe(&self) -> Result<String, RuntimeError> {
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = self.answering.subscribe().wait_for(|answering| *answering).await;
         self.check_reachable()?;
         Ok("in-memory test runtime".into())
     }
@@ -101,6 +119,7 @@ impl Runtime for MemoryRuntime {
 
     async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError> {
         self.check_reachable()?;
+        assert!(!self.faults.lock().unwrap().panic_create, "memory runtime: a test made pod creation panic");
         let name = pod.pod.metadata.name.clone().unwrap_or_default();
         let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
         let info = PodInfo {
@@ -158,11 +177,29 @@ impl Runtime for MemoryRuntime {
     }
 }
 
-/// Every cluster profile gets the same in-memory runtime.
-pub struct MemoryProvider(pub Arc<MemoryRuntime>);
+/// Hands every cluster profile the default in-memory runtime, except profiles whose
+/// `docker_host` names an engine of their own (tests of several engines).
+pub struct MemoryProvider {
+    default: Arc<MemoryRuntime>,
+    engines: BTreeMap<String, Arc<MemoryRuntime>>,
+}
+
+impl MemoryProvider {
+    pub fn new(default: Arc<MemoryRuntime>) -> Self {
+        Self { default, engines: BTreeMap::new() }
+    }
+
+    /// Profiles with this `docker_host` get `runtime`.
+    #[must_use]
+    pub fn with_engine(mut self, docker_host: &str, runtime: Arc<MemoryRuntime>) -> Self {
+        self.engines.insert(docker_host.to_owned(), runtime);
+        self
+    }
+}
 
 impl RuntimeProvider for MemoryProvider {
-    fn runtime(&self, _cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError> {
-        Ok(self.0.clone())
+    fn runtime(&self, cluster: &ClusterSettings) -> Result<Arc<dyn Runtime>, RuntimeError> {
+        let engine = cluster.docker.host.as_ref().and_then(|host| self.engines.get(host));
+        Ok(engine.unwrap_or(&self.default).clone())
     }
 }

@@ -137,6 +137,7 @@ impl Service {
 
     async fn start_pod(&self, cluster: Cluster, pod: AgentPod, job: crate::protocol::JobIdentifier) {
         let name = pod.pod.metadata.name.clone().unwrap_or_default();
+        let _record = CreatingRecord { registry: &self.registry, name: name.clone() };
         self.console(&job, format!("Creating agent pod {name} on {} for job {}.", cluster.describe(), job.path()));
         let started = Instant::now();
         match cluster.runtime.create_pod(&pod).await {
@@ -258,10 +259,11 @@ impl Service {
     #[instrument(skip_all, fields(clusters = req.all_cluster_profile_properties.len()))]
     pub async fn server_ping(&self, req: ServerPingRequest) -> Result<()> {
         let _one_ping_at_a_time = self.ping_lock.lock().await;
-        let mut snapshots = Vec::new();
+        let mut snapshots: Vec<ClusterSnapshot> = Vec::new();
         let mut clusters = Vec::new();
         let mut complete = true;
         self.note_cluster_profiles(&req.all_cluster_profile_properties, true);
+        self.follow_profiles(&req.all_cluster_profile_properties).await;
         for props in &req.all_cluster_profile_properties {
             let cluster = match self.resolve(props).await {
                 Ok(c) => c,
@@ -271,6 +273,12 @@ impl Service {
                     continue;
                 }
             };
+            // Profiles that name one cluster share its pods: one snapshot, and no pod
+            // removed as never registered before the longest of their timeouts.
+            if let Some(seen) = snapshots.iter_mut().find(|s| s.cluster == cluster.id) {
+                seen.auto_register_timeout = seen.auto_register_timeout.max(cluster.settings.auto_register_timeout);
+                continue;
+            }
             match self.refresh(&cluster).await {
                 Ok(pods) => {
                     snapshots.push(ClusterSnapshot {
@@ -343,6 +351,24 @@ impl Service {
             if agents::plan_create(&pods, &registered, i64::MIN, limits) == CreateDecision::Create {
                 self.set_health(&cluster.id, None);
             }
+        }
+    }
+}
+
+/// A pod's `Creating` record lives no longer than the task that creates the pod: when
+/// the task ends any other way than through its own bookkeeping (a panic in a runtime,
+/// the task dropped), the record goes too. Left behind, it would answer every later
+/// create-agent for the job with "a pod exists", and the job would wait forever.
+struct CreatingRecord<'a> {
+    registry: &'a std::sync::Mutex<super::Registry>,
+    name: String,
+}
+
+impl Drop for CreatingRecord<'_> {
+    fn drop(&mut self) {
+        let mut registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if registry.remove_if_creating(&self.name).is_some() {
+            warn!(pod = %self.name, "the pod's creation ended abnormally; its record is dropped");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! down, why a creation failed); every listing refreshes it, so a restart loses nothing
 //! that matters.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::SystemTime;
 
 use crate::listing::{PodInfo, PodPhase};
@@ -78,6 +78,22 @@ impl Registry {
 
     pub fn remove(&mut self, name: &str) -> Option<PodRecord> {
         self.pods.remove(name)
+    }
+
+    /// Removes the record if it is still being created: its creation ended without
+    /// saying how.
+    pub fn remove_if_creating(&mut self, name: &str) -> Option<PodRecord> {
+        if self.pods.get(name)?.lifecycle != Lifecycle::Creating {
+            return None;
+        }
+        self.pods.remove(name)
+    }
+
+    /// Forgets the pods of clusters not in `live`; returns them.
+    pub fn retain_clusters(&mut self, live: &BTreeSet<ClusterId>) -> Vec<PodRecord> {
+        let gone: Vec<String> =
+            self.pods.iter().filter(|(_, r)| !live.contains(&r.cluster)).map(|(name, _)| name.clone()).collect();
+        gone.iter().filter_map(|name| self.pods.remove(name)).collect()
     }
 
     /// Replaces what we know of one cluster with a fresh listing, keeping pods that are
@@ -205,6 +221,27 @@ mod tests {
         assert_eq!(r.get("live").unwrap().info.job.as_ref().map(|j| j.job_id), Some(22), "the listing's own wins");
         assert_eq!(r.find_by_job(2).map(|p| p.info.name.as_str()), Some("live"));
         assert_eq!(r.cluster_pods(&c("c2")).len(), 1);
+    }
+
+    #[test]
+    fn only_a_record_still_being_created_goes_with_its_task() {
+        let mut r = registry();
+        for name in ["live", "terminating", "missing"] {
+            assert!(r.remove_if_creating(name).is_none(), "{name}");
+        }
+        assert_eq!(r.remove_if_creating("creating").map(|p| p.info.job_id), Some(1));
+        assert_eq!(r.all().count(), 3);
+    }
+
+    #[test]
+    fn retaining_clusters_forgets_the_others_records() {
+        let mut r = registry();
+        let forgotten = r.retain_clusters(&BTreeSet::from([c("c2")]));
+        let mut names: Vec<_> = forgotten.iter().map(|p| p.info.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["creating", "live", "terminating"]);
+        assert_eq!(state(&r), [("elsewhere".to_owned(), Lifecycle::Live, PodPhase::Starting)]);
+        assert_eq!(r.retain_clusters(&BTreeSet::new()).len(), 1);
     }
 
     #[test]

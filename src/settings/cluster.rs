@@ -227,8 +227,9 @@ impl ClusterSettings {
                 self.kubernetes.cluster_url.as_deref().unwrap_or_default(),
                 self.kubernetes.namespace.as_deref().unwrap_or_default()
             ),
+            // Tests play several engines by `docker_host`.
             #[cfg(feature = "test-doubles")]
-            RuntimeKind::Memory => String::new(),
+            RuntimeKind::Memory => self.docker.host.clone().unwrap_or_default(),
         };
         let digest =
             ring::digest::digest(&ring::digest::SHA256, format!("{}\n{place}", self.runtime.name()).as_bytes());
