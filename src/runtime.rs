@@ -22,6 +22,8 @@ use crate::settings::{ClusterId, ClusterSettings, DockerConnection, KubernetesCo
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodDetails {
     pub containers: Vec<ContainerDetails>,
+    /// Pod-level facts worth a line: why it is not scheduled, that it is being deleted.
+    pub notes: Vec<String>,
     /// The last lines of dockerd's output: why a daemon did not come up.
     pub dind_log_tail: String,
 }
@@ -47,6 +49,16 @@ pub enum RuntimeError {
     Other(String),
 }
 
+/// What starting a pod may spend, and whom it tells while it waits.
+pub struct StartOptions {
+    /// How long the pod may take to get its agent running, scheduling and image pulls
+    /// included, before it is given up and removed.
+    pub budget: std::time::Duration,
+    /// Called with a line for the job's console when the pod is held up for a reason the
+    /// operator can act on (e.g. no node fits it).
+    pub progress: Box<dyn Fn(String) + Send + Sync>,
+}
+
 #[async_trait]
 pub trait Runtime: Send + Sync {
     /// A short description for reports and errors, e.g. the engine's address and version.
@@ -60,7 +72,7 @@ pub trait Runtime: Send + Sync {
     async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError>;
     /// Creates the pod and returns once its agent container has started, which happens
     /// only after dockerd answered over TLS. On failure nothing of the pod is left.
-    async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError>;
+    async fn create_pod(&self, pod: &AgentPod, start: &StartOptions) -> Result<(), RuntimeError>;
     /// Removes the pod and everything it owns. Removing a pod that is gone succeeds.
     async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError>;
     /// Details for the agent status report; `None` when there is no such pod.

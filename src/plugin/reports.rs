@@ -102,6 +102,9 @@ pub async fn agent(service: &Arc<Service>, req: &AgentStatusReportRequest) -> Va
         );
     }
     if let Some(details) = &view.details {
+        for note in &details.notes {
+            let _ = write!(html, "<p class=\"error\">{}</p>", esc(note));
+        }
         html.push_str("<h3>Containers</h3><table><tr><th>Name</th><th>Image</th><th>State</th></tr>");
         for c in &details.containers {
             let _ =

@@ -10,6 +10,14 @@ use crate::settings::DindSecurity;
 /// the pod's own subtree: mounting a hierarchy afresh would expose the host's whole tree
 /// and put inner containers outside the pod's limits. On cgroup v2, move this shell out
 /// of the root group and enable the controllers for children, as docker:dind does.
+///
+/// cgroup v1 also keeps a device allow-list per cgroup, and a child can only be granted
+/// what its parent allows. containerd's list for unprivileged containers (Kubernetes)
+/// lacks `/dev/console` (c 5:1), which runc grants every container dockerd starts, so
+/// every `docker run` would fail with `devices.allow: operation not permitted` although
+/// dockerd itself answers. Adding that one device to the pod's own cgroup works only while
+/// it has no children, i.e. here, before dockerd starts; nothing else is widened. Docker
+/// Engine's list has `/dev/console` already, so the line changes nothing there.
 const REMOUNT_CGROUPS: &str = r#"
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
   mount -o remount,rw /sys/fs/cgroup
@@ -20,6 +28,7 @@ else
   for d in $(awk '$2 ~ "^/sys/fs/cgroup/" && ($3 == "cgroup" || $3 == "cgroup2") { print $2 }' /proc/mounts); do
     mount -o remount,rw,bind "$d"
   done
+  if [ -w /sys/fs/cgroup/devices/devices.allow ]; then echo 'c 5:1 rwm' >/sys/fs/cgroup/devices/devices.allow; fi
 fi
 "#;
 

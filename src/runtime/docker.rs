@@ -354,7 +354,7 @@ impl Runtime for DockerRuntime {
         Ok(infos)
     }
 
-    async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError> {
+    async fn create_pod(&self, pod: &AgentPod, _start: &super::StartOptions) -> Result<(), RuntimeError> {
         let plan = translate::translate(pod).map_err(|problems| {
             RuntimeError::Rejected(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         })?;

@@ -1,269 +1,255 @@
 //! The Kubernetes runtime (kube-rs): the agent pod submitted as it is built, with its
-//! Secret owned by the pod so the API server's garbage collector removes the TLS
-//! material and the register key together with the pod.
+//! Secret (TLS material, register key) owned by the pod so the garbage collector removes
+//! it with the pod, and deleted at once besides so no key outlives the pod.
+//!
+//! Reads come from one label-selected watch per namespace ([`watch::PodWatch`]);
+//! readiness is awaited on it. Every call is bounded by `cluster_request_timeout`,
+//! deletes carry a uid precondition so a pod that replaced ours under the same name is
+//! never touched, and a 401 rebuilds the client ([`api::ApiClient`]).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod api;
+mod status;
+mod watch;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
-use kube::{Client, Config};
+use kube::api::{Api, DeleteParams, LogParams, PostParams, Preconditions};
+use kube::Client;
+use tokio::sync::OnceCell;
+use tracing::warn;
 
-use super::{ContainerDetails, PodDetails, PodInfo, PodPhase, Runtime, RuntimeError};
-use crate::pod::{annotation, label_keys, secret_name, AgentPod, Ownership, AGENT_CONTAINER, DIND_CONTAINER};
+use self::api::ApiClient;
+use self::status::Startup;
+use self::watch::PodWatch;
+use super::{PodDetails, PodInfo, Runtime, RuntimeError, StartOptions};
+use crate::pod::{secret_name, AgentPod, Ownership, DIND_CONTAINER};
 use crate::settings::KubernetesConnection;
 
-/// How long create-agent's pod may take to get its agent running (image pulls
-/// included) before it is given up and removed.
-const START_BUDGET: Duration = Duration::from_secs(600);
-const POLL: Duration = Duration::from_secs(1);
-/// Waiting reasons that will not resolve by waiting.
-const HOPELESS: &[&str] = &["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff"];
+/// The field manager recorded on everything the service writes.
+const FIELD_MANAGER: &str = "gocd-dind";
+const LOG_TAIL_LINES: i64 = 30;
 
 pub struct KubernetesRuntime {
-    client: Client,
-    namespace: String,
+    api: Arc<ApiClient>,
+    /// Started by the first call that needs it (a tokio runtime must be running).
+    watch: OnceCell<PodWatch>,
 }
 
 impl KubernetesRuntime {
-    /// Builds the client from the cluster profile; a profile that names no API server
+    /// Builds the clients from the cluster profile; a profile that names no API server
     /// outside a cluster is refused here, with what to set.
     pub fn connect(connection: &KubernetesConnection) -> Result<Self, RuntimeError> {
-        let config = config(connection).map_err(RuntimeError::Rejected)?;
-        let namespace = config.default_namespace.clone();
-        let client = Client::try_from(config).map_err(|e| RuntimeError::Rejected(format!("kubernetes client: {e}")))?;
-        Ok(Self { client, namespace })
+        Ok(Self { api: Arc::new(ApiClient::connect(connection)?), watch: OnceCell::new() })
     }
 
     /// A runtime over a given client (tests pass a mock API server).
-    pub fn with_client(client: Client, namespace: &str) -> Self {
-        Self { client, namespace: namespace.to_owned() }
+    pub fn with_client(client: Client, namespace: &str, request_timeout: Duration) -> Self {
+        Self { api: Arc::new(ApiClient::with_client(client, namespace, request_timeout)), watch: OnceCell::new() }
     }
 
-    fn pods(&self) -> (Api<Pod>, Api<Secret>) {
-        (Api::namespaced(self.client.clone(), &self.namespace), Api::namespaced(self.client.clone(), &self.namespace))
+    fn namespace(&self) -> &str {
+        &self.api.namespace
     }
 
-    /// Waits until the agent container runs; native-sidecar ordering means dind's
-    /// startup probe (a TLS API call) passed first.
-    async fn wait_running(&self, pods: &Api<Pod>, name: &str) -> Result<(), RuntimeError> {
-        let started = Instant::now();
+    fn pods(&self, client: Client) -> Api<Pod> {
+        Api::namespaced(client, self.namespace())
+    }
+
+    fn secrets(&self, client: Client) -> Api<Secret> {
+        Api::namespaced(client, self.namespace())
+    }
+
+    /// The watch, synced: its view is complete and current.
+    async fn watch(&self) -> Result<&PodWatch, RuntimeError> {
+        let watch = self.watch.get_or_init(|| async { PodWatch::start(self.api.clone()) }).await;
+        watch.synced(self.api.timeout).await?;
+        Ok(watch)
+    }
+
+    /// The pod by name: from the watch, or asked directly when the watch has not seen it
+    /// (yet).
+    async fn find(&self, name: &str) -> Result<Option<Arc<Pod>>, RuntimeError> {
+        if let Some(pod) = self.watch().await?.get(name) {
+            return Ok(Some(pod));
+        }
+        let found = self.api.call_optional("reading the pod", |c| async move { self.pods(c).get(name).await }).await?;
+        Ok(found.map(Arc::new))
+    }
+
+    /// Waits on the watch until the agent container runs (native-sidecar ordering means
+    /// dind's startup probe, a TLS API call, passed first), the pod cannot start, or the
+    /// budget runs out.
+    async fn wait_running(&self, name: &str, uid: &str, start: &StartOptions) -> Result<(), String> {
+        let watch = self.watch().await.map_err(|e| e.to_string())?;
+        let mut changes = watch.changes();
+        let deadline = tokio::time::Instant::now() + start.budget;
+        let mut told_unschedulable = false;
+        let mut unschedulable = None;
         loop {
-            let pod = pods.get(name).await.map_err(api_error)?;
-            match phase(&pod) {
-                PodPhase::Running => return Ok(()),
-                PodPhase::Stopped(why) => return Err(self.not_ready(pods, name, started, why).await),
-                PodPhase::Starting => {}
+            changes.borrow_and_update();
+            match watch.get(name) {
+                Some(pod) if pod.metadata.uid.as_deref() == Some(uid) => match status::startup(&pod) {
+                    Startup::Running => return Ok(()),
+                    Startup::Failed(why) => return Err(why),
+                    Startup::Waiting { unschedulable: why } => {
+                        if let Some(why) = &why {
+                            if !told_unschedulable {
+                                (start.progress)(format!(
+                                    "Agent pod {name} cannot be scheduled yet: {why}. It waits up to {} s.",
+                                    start.budget.as_secs()
+                                ));
+                                told_unschedulable = true;
+                            }
+                        }
+                        unschedulable = why;
+                    }
+                },
+                Some(_) => return Err("a different pod of the same name replaced it".into()),
+                None => {} // not seen yet, or deleted: the next change tells
             }
-            if let Some(reason) = hopeless(&pod) {
-                return Err(self.not_ready(pods, name, started, reason).await);
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err("the pod watch stopped".into()),
+                Err(_) => {
+                    let seconds = start.budget.as_secs();
+                    return Err(match unschedulable {
+                        Some(why) => format!("not scheduled within {seconds} s: {why}"),
+                        None => format!("the agent did not start within {seconds} s"),
+                    });
+                }
             }
-            if started.elapsed() >= START_BUDGET {
-                return Err(self.not_ready(pods, name, started, "the start budget ran out".into()).await);
-            }
-            tokio::time::sleep(POLL).await;
         }
     }
 
-    async fn not_ready(&self, pods: &Api<Pod>, name: &str, started: Instant, why: String) -> RuntimeError {
-        RuntimeError::DaemonNotReady {
-            pod: name.to_owned(),
-            why,
-            seconds: started.elapsed().as_secs_f64(),
-            log_tail: dind_log_tail(pods, name).await,
-        }
-    }
-}
-
-fn config(connection: &KubernetesConnection) -> Result<Config, String> {
-    let mut config = match &connection.cluster_url {
-        Some(url) => {
-            let mut config = Config::new(url.parse().map_err(|e| format!("kubernetes_cluster_url {url}: {e}"))?);
-            if let Some(ca) = &connection.ca_cert {
-                let certs = pem::parse_many(ca).map_err(|e| format!("kubernetes_cluster_ca_cert: {e}"))?;
-                config.root_cert = Some(certs.into_iter().map(pem::Pem::into_contents).collect());
-            }
-            config.auth_info.token = connection.security_token.clone().map(Into::into);
-            config
-        }
-        None => Config::incluster().map_err(|e| {
-            format!("no kubernetes_cluster_url and not running in a cluster ({e}): set the cluster URL, token and CA")
-        })?,
-    };
-    if let Some(namespace) = &connection.namespace {
-        namespace.clone_into(&mut config.default_namespace);
-    }
-    config.connect_timeout = Some(connection.request_timeout);
-    config.read_timeout = Some(connection.request_timeout);
-    config.write_timeout = Some(connection.request_timeout);
-    Ok(config)
-}
-
-fn api_error(error: kube::Error) -> RuntimeError {
-    match error {
-        kube::Error::Api(status) if status.code == 403 && status.message.contains("PodSecurity") => {
-            RuntimeError::Rejected(format!(
-                "the namespace's Pod Security admission refuses the dind container ({}): allow privileged pods \
-                 there, e.g. label the namespace pod-security.kubernetes.io/enforce=privileged",
-                status.message
-            ))
-        }
-        kube::Error::Api(status) if status.code == 403 || status.code == 401 => RuntimeError::Rejected(format!(
-            "the API server refused ({}): check the token's RBAC: {}",
-            status.code, status.message
-        )),
-        kube::Error::Api(status) => RuntimeError::Rejected(format!("{} ({})", status.message, status.code)),
-        other => RuntimeError::Unreachable(other.to_string()),
-    }
-}
-
-fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 404)
-}
-
-fn owned(pod: &Pod, owner: &Ownership) -> bool {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    owner.selector().iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-fn selector(owner: &Ownership) -> String {
-    owner.selector().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-}
-
-fn phase(pod: &Pod) -> PodPhase {
-    let status = pod.status.clone().unwrap_or_default();
-    if let Some(phase @ ("Failed" | "Succeeded")) = status.phase.as_deref() {
-        return PodPhase::Stopped(format!("pod {}: {}", phase.to_lowercase(), status.message.unwrap_or_default()));
-    }
-    let agent = status.container_statuses.iter().flatten().find(|c| c.name == AGENT_CONTAINER);
-    match agent.and_then(|c| c.state.as_ref()) {
-        Some(state) if state.running.is_some() => PodPhase::Running,
-        Some(state) if state.terminated.is_some() => {
-            let terminated = state.terminated.clone().unwrap_or_default();
-            PodPhase::Stopped(format!("agent exited with code {}", terminated.exit_code))
-        }
-        _ => PodPhase::Starting,
-    }
-}
-
-fn hopeless(pod: &Pod) -> Option<String> {
-    let status = pod.status.as_ref()?;
-    let mut all = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
-    all.find_map(|c| {
-        let waiting = c.state.as_ref()?.waiting.as_ref()?;
-        let reason = waiting.reason.as_deref()?;
-        HOPELESS
-            .contains(&reason)
-            .then(|| format!("{}: {reason}: {}", c.name, waiting.message.clone().unwrap_or_default()))
-    })
-}
-
-async fn dind_log_tail(pods: &Api<Pod>, name: &str) -> String {
-    let params = LogParams { container: Some(DIND_CONTAINER.into()), tail_lines: Some(30), ..LogParams::default() };
-    pods.logs(name, &params).await.unwrap_or_default()
-}
-
-fn pod_info(pod: &Pod) -> PodInfo {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-    let created =
-        pod.metadata.creation_timestamp.as_ref().map_or(UNIX_EPOCH, |t| {
-            UNIX_EPOCH + Duration::from_secs(u64::try_from(t.0.as_second()).unwrap_or_default())
+    async fn dind_log_tail(&self, pod: &Pod) -> String {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let params = LogParams {
+            container: Some(DIND_CONTAINER.into()),
+            tail_lines: Some(LOG_TAIL_LINES),
+            previous: status::dind_restarted(pod),
+            ..LogParams::default()
+        };
+        let logs = self.api.call("reading dind's log", |c| {
+            let (name, params) = (name.clone(), params.clone());
+            async move { self.pods(c).logs(&name, &params).await }
         });
-    PodInfo {
-        name: pod.metadata.name.clone().unwrap_or_default(),
-        job_id: labels.get(label_keys::JOB_ID).and_then(|j| j.parse().ok()).unwrap_or_default(),
-        job: annotations.get(annotation::JOB_IDENTIFIER).and_then(|j| serde_json::from_str(j).ok()),
-        created: if created == UNIX_EPOCH { SystemTime::now() } else { created },
-        phase: phase(pod),
+        logs.await.unwrap_or_else(|e| format!("(dind's log could not be read: {e})"))
+    }
+
+    /// Deletes the object when it is still the one with this uid: a 404 means it is gone
+    /// already, a 409 that the name now belongs to another object. Both leave it be.
+    async fn delete_exact<K>(&self, api: impl Fn(Client) -> Api<K>, what: &str, name: &str, uid: &str) -> Result<(), RuntimeError>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: Some(uid.to_owned()), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        let delete = |c| {
+            let (objects, params) = (api(c), params.clone());
+            async move { objects.delete(name, &params).await }
+        };
+        self.api.call_unless(what, &[404, 409], delete).await.map(drop)
+    }
+
+    /// Deletes the pod's Secret now rather than when the garbage collector gets to it; only
+    /// one that carries our ownership labels, and only that very object (uid precondition).
+    async fn delete_secret(&self, owner: &Ownership, pod_name: &str) -> Result<(), RuntimeError> {
+        let name = secret_name(pod_name);
+        let secret =
+            self.api.call_optional("reading the pod's Secret", |c| async { self.secrets(c).get(&name).await }).await?;
+        let Some(secret) = secret else { return Ok(()) };
+        let labels = secret.metadata.labels.unwrap_or_default();
+        if !owner.selector().iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            return Ok(());
+        }
+        let uid = secret.metadata.uid.unwrap_or_default();
+        self.delete_exact(|c| self.secrets(c), "deleting the pod's Secret", &name, &uid).await
     }
 }
 
 #[async_trait]
 impl Runtime for KubernetesRuntime {
     async fn describe(&self) -> Result<String, RuntimeError> {
-        let version = self.client.apiserver_version().await.map_err(api_error)?;
-        Ok(format!("Kubernetes {} (namespace {})", version.git_version, self.namespace))
+        let version = self.api.call("asking the API server's version", |c| async move { c.apiserver_version().await });
+        Ok(format!("Kubernetes {} (namespace {})", version.await?.git_version, self.namespace()))
     }
 
     async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError> {
-        let (pods, _) = self.pods();
-        let list = pods.list(&ListParams::default().labels(&selector(owner))).await.map_err(api_error)?;
-        Ok(list.items.iter().map(pod_info).collect())
+        let pods = self.watch().await?.pods();
+        // A pod being deleted is on its way out: it serves no job and counts for nothing.
+        Ok(pods.iter().filter(|p| status::owned(p, owner) && !status::terminating(p)).map(|p| status::pod_info(p)).collect())
     }
 
-    async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError> {
-        let (pods, secrets) = self.pods();
+    async fn create_pod(&self, pod: &AgentPod, start: &StartOptions) -> Result<(), RuntimeError> {
         let name = pod.pod.metadata.name.clone().unwrap_or_default();
-        let created = pods.create(&PostParams::default(), &pod.pod).await.map_err(api_error)?;
-        // The Secret is owned by the pod, so deleting the pod deletes it. Until it exists
-        // the kubelet keeps the pod waiting for its volumes.
+        let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
+        let started = Instant::now();
+        // Watching before creating: no event of the new pod can be missed.
+        self.watch().await?;
+        let created =
+            self.api.call("creating the agent pod", |c| async { self.pods(c).create(&post, &pod.pod).await }).await?;
+        let uid = created.metadata.uid.clone().unwrap_or_default();
+        // Until the Secret exists the kubelet keeps the pod waiting for its volumes.
         let mut secret = pod.secret.clone();
         secret.metadata.owner_references = Some(vec![OwnerReference {
             api_version: "v1".into(),
             kind: "Pod".into(),
             name: name.clone(),
-            uid: created.metadata.uid.clone().unwrap_or_default(),
+            uid: uid.clone(),
             controller: Some(true),
-            block_owner_deletion: Some(true),
+            block_owner_deletion: None,
         }]);
-        let result = match secrets.create(&PostParams::default(), &secret).await {
-            Ok(_) => self.wait_running(&pods, &name).await,
-            Err(e) => Err(api_error(e)),
+        let made = self.api.call("creating the pod's Secret", |c| async { self.secrets(c).create(&post, &secret).await });
+        let (why, secret_uid) = match made.await {
+            Ok(made) => match self.wait_running(&name, &uid, start).await {
+                Ok(()) => return Ok(()),
+                Err(why) => (why, made.metadata.uid),
+            },
+            Err(e) => (e.to_string(), None),
         };
-        if result.is_err() {
-            let _ = pods.delete(&name, &DeleteParams::default()).await;
-            let _ = secrets.delete(&secret_name(&name), &DeleteParams::default()).await;
+        let log_tail = match self.watch.get().and_then(|w| w.get(&name)) {
+            Some(current) if secret_uid.is_some() => self.dind_log_tail(&current).await,
+            _ => String::new(),
+        };
+        if let Err(e) = self.delete_exact(|c| self.pods(c), "deleting the pod", &name, &uid).await {
+            warn!(pod = %name, error = %e, "a pod that failed to start could not be removed; server-ping retries");
         }
-        result
+        if let Some(secret_uid) = secret_uid {
+            // Owned by the pod, so collected with it should this fail.
+            let secret = secret_name(&name);
+            let deleted = self.delete_exact(|c| self.secrets(c), "deleting the pod's Secret", &secret, &secret_uid);
+            if let Err(e) = deleted.await {
+                warn!(pod = %name, error = %e, "the Secret of a pod that failed to start is left to the garbage collector");
+            }
+        }
+        Err(RuntimeError::DaemonNotReady { pod: name, why, seconds: started.elapsed().as_secs_f64(), log_tail })
     }
 
     async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {
-        let (pods, secrets) = self.pods();
-        match pods.get(name).await {
-            Ok(pod) if !owned(&pod, owner) => return Ok(()), // someone else's: leave it
-            Ok(_) => match pods.delete(name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(api_error(e)),
-            },
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(api_error(e)),
+        match self.find(name).await? {
+            Some(pod) if !status::owned(&pod, owner) => return Ok(()), // someone else's: leave it
+            Some(pod) if status::terminating(&pod) => {}                 // already on its way
+            Some(pod) => {
+                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                self.delete_exact(|c| self.pods(c), "deleting the pod", name, uid).await?;
+            }
+            None => {}
         }
-        // Normally collected with the pod; removed here too so no key outlives it.
-        match secrets.delete(&secret_name(name), &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(api_error(e)),
-        }
+        self.delete_secret(owner, name).await
     }
 
     async fn pod_details(&self, owner: &Ownership, name: &str) -> Result<Option<PodDetails>, RuntimeError> {
-        let (pods, _) = self.pods();
-        let pod = match pods.get(name).await {
-            Ok(pod) if owned(&pod, owner) => pod,
-            Ok(_) => return Ok(None),
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(api_error(e)),
-        };
-        let status = pod.status.clone().unwrap_or_default();
-        let containers = status
-            .init_container_statuses
-            .iter()
-            .flatten()
-            .chain(status.container_statuses.iter().flatten())
-            .map(|c| ContainerDetails {
-                name: c.name.clone(),
-                image: c.image.clone(),
-                state: match &c.state {
-                    Some(s) if s.running.is_some() => "running".into(),
-                    Some(s) if s.terminated.is_some() => "terminated".into(),
-                    Some(s) => s.waiting.as_ref().and_then(|w| w.reason.clone()).unwrap_or_else(|| "waiting".into()),
-                    None => "unknown".into(),
-                },
-            })
-            .collect();
-        Ok(Some(PodDetails { containers, dind_log_tail: dind_log_tail(&pods, name).await }))
+        let Some(pod) = self.find(name).await?.filter(|p| status::owned(p, owner)) else { return Ok(None) };
+        Ok(Some(PodDetails {
+            containers: status::containers(&pod),
+            notes: status::notes(&pod),
+            dind_log_tail: self.dind_log_tail(&pod).await,
+        }))
     }
 }

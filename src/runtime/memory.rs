@@ -117,7 +117,7 @@ impl Runtime for MemoryRuntime {
         Ok(self.pods.lock().unwrap().values().filter(|p| Self::owned(p, owner)).map(|p| p.info.clone()).collect())
     }
 
-    async fn create_pod(&self, pod: &AgentPod) -> Result<(), RuntimeError> {
+    async fn create_pod(&self, pod: &AgentPod, _start: &super::StartOptions) -> Result<(), RuntimeError> {
         self.check_reachable()?;
         assert!(!self.faults.lock().unwrap().panic_create, "memory runtime: a test made pod creation panic");
         let name = pod.pod.metadata.name.clone().unwrap_or_default();
@@ -172,7 +172,7 @@ impl Runtime for MemoryRuntime {
                     state: format!("{:?}", p.info.phase),
                 })
                 .collect();
-            PodDetails { containers, dind_log_tail: "API listen on 127.0.0.1:2376".into() }
+            PodDetails { containers, notes: Vec::new(), dind_log_tail: "API listen on 127.0.0.1:2376".into() }
         }))
     }
 }

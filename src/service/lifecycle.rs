@@ -13,6 +13,7 @@ use crate::processor::HealthMessage;
 use crate::protocol::{
     CreateAgentRequest, JobCompletionRequest, ServerPingRequest, ShouldAssignWorkRequest, ValidationError,
 };
+use crate::runtime::StartOptions;
 use crate::settings::ElasticSettings;
 use crate::tls;
 
@@ -135,12 +136,17 @@ impl Service {
         Ok(built)
     }
 
-    async fn start_pod(&self, cluster: Cluster, pod: AgentPod, job: crate::protocol::JobIdentifier) {
+    async fn start_pod(self: &Arc<Self>, cluster: Cluster, pod: AgentPod, job: crate::protocol::JobIdentifier) {
         let name = pod.pod.metadata.name.clone().unwrap_or_default();
         let _record = CreatingRecord { registry: &self.registry, name: name.clone() };
         self.console(&job, format!("Creating agent pod {name} on {} for job {}.", cluster.describe(), job.path()));
         let started = Instant::now();
-        match cluster.runtime.create_pod(&pod).await {
+        let console = {
+            let (service, job) = (Arc::clone(self), job.clone());
+            Box::new(move |line: String| service.console(&job, line))
+        };
+        let start = StartOptions { budget: cluster.settings.auto_register_timeout, progress: console };
+        match cluster.runtime.create_pod(&pod, &start).await {
             Ok(()) => {
                 let seconds = started.elapsed().as_secs_f64();
                 self.metrics.pods_created.inc();

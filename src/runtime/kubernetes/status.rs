@@ -1,0 +1,162 @@
+//! Pure readings of a pod's status: its phase for the GoCD rules, whether waiting longer
+//! can help, and what the status report shows. No I/O, so each rule has a unit test.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use crate::pod::{annotation, label_keys, Ownership, AGENT_CONTAINER, DIND_CONTAINER};
+use crate::runtime::{ContainerDetails, PodInfo, PodPhase};
+
+/// Waiting reasons that will not resolve by waiting.
+const HOPELESS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CrashLoopBackOff",
+    "RunContainerError",
+];
+
+/// What a pod being started tells whoever waits for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    /// The agent container runs (so dind's startup probe passed before it).
+    Running,
+    /// Still starting; with what the scheduler said, if it could not place the pod.
+    Waiting { unschedulable: Option<String> },
+    /// It will not start: why.
+    Failed(String),
+}
+
+pub fn owned(pod: &Pod, owner: &Ownership) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    owner.selector().iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+pub fn terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+fn statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    let status = pod.status.as_ref();
+    let init = status.and_then(|s| s.init_container_statuses.as_ref()).into_iter().flatten();
+    init.chain(status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten())
+}
+
+fn container<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    statuses(pod).find(|c| c.name == name)
+}
+
+pub fn startup(pod: &Pod) -> Startup {
+    match phase(pod) {
+        PodPhase::Running => return Startup::Running,
+        PodPhase::Stopped(why) => return Startup::Failed(why),
+        PodPhase::Starting => {}
+    }
+    for c in statuses(pod) {
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+        if let Some(reason) = waiting.and_then(|w| w.reason.as_deref()).filter(|r| HOPELESS.contains(r)) {
+            let message = waiting.and_then(|w| w.message.as_deref()).unwrap_or_default();
+            return Startup::Failed(format!("{}: {reason}: {message}", c.name));
+        }
+    }
+    // dind runs as a sidecar that Kubernetes restarts; once it has exited before the
+    // agent started, dockerd did not come up, and restarting will not change that.
+    if let Some(dind) = container(pod, DIND_CONTAINER) {
+        let exited = dind
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .or_else(|| dind.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
+        if let Some(exit) = exited {
+            return Startup::Failed(format!(
+                "dind exited with code {} ({}) before dockerd answered",
+                exit.exit_code,
+                exit.reason.as_deref().unwrap_or("no reason given")
+            ));
+        }
+    }
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+    let unschedulable = conditions
+        .filter(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .find_map(|c| c.message.clone().or_else(|| c.reason.clone()));
+    Startup::Waiting { unschedulable }
+}
+
+/// Whether dind's log of interest is its previous run (it exited and was restarted).
+pub fn dind_restarted(pod: &Pod) -> bool {
+    container(pod, DIND_CONTAINER).is_some_and(|c| c.restart_count > 0)
+}
+
+pub fn phase(pod: &Pod) -> PodPhase {
+    if terminating(pod) {
+        return PodPhase::Stopped("the pod is being deleted".into());
+    }
+    let status = pod.status.as_ref();
+    if let Some(phase @ ("Failed" | "Succeeded")) = status.and_then(|s| s.phase.as_deref()) {
+        let message = status.and_then(|s| s.message.as_deref()).unwrap_or_default();
+        return PodPhase::Stopped(format!("pod {}: {message}", phase.to_lowercase()));
+    }
+    match container(pod, AGENT_CONTAINER).and_then(|c| c.state.as_ref()) {
+        Some(state) if state.running.is_some() => PodPhase::Running,
+        Some(state) if state.terminated.is_some() => {
+            let code = state.terminated.as_ref().map_or(0, |t| t.exit_code);
+            PodPhase::Stopped(format!("agent exited with code {code}"))
+        }
+        _ => PodPhase::Starting,
+    }
+}
+
+pub fn pod_info(pod: &Pod) -> PodInfo {
+    let labels = pod.metadata.labels.as_ref();
+    let annotations = pod.metadata.annotations.as_ref();
+    let created = pod.metadata.creation_timestamp.as_ref().map_or_else(SystemTime::now, |t| {
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(t.0.as_second()).unwrap_or_default())
+    });
+    PodInfo {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        job_id: labels.and_then(|l| l.get(label_keys::JOB_ID)).and_then(|j| j.parse().ok()).unwrap_or_default(),
+        job: annotations.and_then(|a| a.get(annotation::JOB_IDENTIFIER)).and_then(|j| serde_json::from_str(j).ok()),
+        created,
+        phase: phase(pod),
+    }
+}
+
+/// Each container as the status report shows it, dind (the sidecar) first.
+pub fn containers(pod: &Pod) -> Vec<ContainerDetails> {
+    statuses(pod)
+        .map(|c| ContainerDetails {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            state: match &c.state {
+                Some(s) if s.running.is_some() => "running".into(),
+                Some(s) if s.terminated.is_some() => {
+                    let t = s.terminated.as_ref().expect("checked");
+                    format!("terminated: exit code {} ({})", t.exit_code, t.reason.as_deref().unwrap_or("-"))
+                }
+                Some(s) => s.waiting.as_ref().and_then(|w| w.reason.clone()).unwrap_or_else(|| "waiting".into()),
+                None => "unknown".into(),
+            },
+        })
+        .collect()
+}
+
+/// Pod-level facts worth a line in the report: scheduling trouble, the phase's message.
+pub fn notes(pod: &Pod) -> Vec<String> {
+    let status = pod.status.as_ref();
+    let mut notes: Vec<String> = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.status == "False" && c.message.is_some())
+        .map(|c| format!("{}: {}", c.type_, c.message.as_deref().unwrap_or_default()))
+        .collect();
+    if terminating(pod) {
+        notes.push("being deleted".into());
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests;
