@@ -29,6 +29,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Play one GoCD job end to end on the local Docker Engine and time each phase.
     Demo(DemoArgs),
+    /// Exit 0 when the service answers at this address: a container probe for images
+    /// that have no HTTP client of their own.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The URL to GET; any 2xx answer within the timeout is healthy.
+    #[arg(long, env = "GOCD_DIND_HEALTHCHECK_URL", default_value = "http://127.0.0.1:8790/healthz")]
+    pub url: String,
+    /// Milliseconds to wait for the answer.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]

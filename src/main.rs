@@ -4,7 +4,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use gocd_dind::clock::Clock;
-use gocd_dind::config::{Cli, Command, LogFormat, ServeArgs};
+use gocd_dind::config::{Cli, Command, HealthcheckArgs, LogFormat, ServeArgs};
 use gocd_dind::processor::ProcessorClient;
 use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::{Service, ServiceOptions};
@@ -21,7 +21,15 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Demo(args) => gocd_dind::demo::run(args).await,
+        Command::Healthcheck(args) => healthcheck(&args).await,
     }
+}
+
+async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(args.timeout_ms)).build()?;
+    let response = client.get(&args.url).send().await.with_context(|| format!("no answer from {}", args.url))?;
+    anyhow::ensure!(response.status().is_success(), "{} answered {}", args.url, response.status());
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,20 +1,91 @@
-//! The Kubernetes runtime against a mock API server (tower-test): each test asserts the
-//! exact calls (method, path, query, body) and answers them as the API server would.
+//! The Kubernetes runtime against a fake API server (tower-test) for what a real cluster
+//! cannot do on demand: calls that never answer, credentials that expire, a pod replaced
+//! under the same name, admission and RBAC refusals. Each fake answers by method and path
+//! and records every call, so a test asserts exactly what reached the API server. The
+//! real-cluster proofs are in kubernetes_e2e.rs.
 
-use gocd_dind::pod::{build, label_keys, secret_name, AgentPod, Ownership, PodRequest};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gocd_dind::pod::{build, AgentPod, Ownership, PodRequest};
 use gocd_dind::protocol::{JobIdentifier, Properties};
 use gocd_dind::runtime::kubernetes::KubernetesRuntime;
-use gocd_dind::runtime::{PodPhase, Runtime, RuntimeError};
+use gocd_dind::runtime::{Runtime, RuntimeError, StartOptions};
 use gocd_dind::settings::{ClusterId, ClusterSettings, ElasticSettings};
 use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use kube::client::Body;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+type Reply = Response<BoxBody<Bytes, Infallible>>;
+type Handle = tower_test::mock::Handle<Request<Body>, Reply>;
 
-fn runtime() -> (KubernetesRuntime, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (KubernetesRuntime::with_client(kube::Client::new(service, "agents"), "agents"), handle)
+/// What the fake API server answers to one call.
+enum Answer {
+    Json(u16, Value),
+    /// Never answers (a hung API server, or a watch with nothing to say).
+    Hang,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    method: String,
+    target: String,
+    body: Value,
+}
+
+/// A fake API server: `answer` decides each reply; every call is recorded.
+fn api_server(answer: impl Fn(&Call) -> Answer + Send + 'static) -> (kube::Client, Arc<Mutex<Vec<Call>>>) {
+    let (service, mut handle): (_, Handle) = tower_test::mock::pair();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let recorded = calls.clone();
+    tokio::spawn(async move {
+        let mut hung = Vec::new();
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap();
+            let call = Call {
+                method: parts.method.to_string(),
+                target: parts.uri.path_and_query().unwrap().to_string(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            recorded.lock().unwrap().push(call.clone());
+            match answer(&call) {
+                Answer::Json(status, value) => {
+                    let body = Full::new(Bytes::from(serde_json::to_vec(&value).unwrap())).boxed();
+                    respond.send_response(Response::builder().status(status).body(body).unwrap());
+                }
+                Answer::Hang => {
+                    // An open stream that never sends: kept until the test ends.
+                    let (sender, receiver) = mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(1);
+                    let stream = StreamBody::new(tokio_stream_from(receiver)).boxed();
+                    if call.target.contains("watch=true") {
+                        respond.send_response(Response::builder().status(200).body(stream).unwrap());
+                    } else {
+                        drop(stream);
+                        hung.push(respond);
+                    }
+                    hung_senders().lock().unwrap().push(sender);
+                }
+            }
+        }
+    });
+    (kube::Client::new(service, "agents"), calls)
+}
+
+/// Keeps hung streams open for the life of the test binary.
+fn hung_senders() -> &'static Mutex<Vec<mpsc::Sender<Result<http_body::Frame<Bytes>, Infallible>>>> {
+    static SENDERS: std::sync::OnceLock<Mutex<Vec<mpsc::Sender<Result<http_body::Frame<Bytes>, Infallible>>>>> =
+        std::sync::OnceLock::new();
+    SENDERS.get_or_init(Mutex::default)
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut receiver: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
 fn owner() -> Ownership {
@@ -42,219 +113,156 @@ fn agent_pod() -> AgentPod {
     .unwrap()
 }
 
-/// Takes the next call, checks it, answers `status` with `answer`; returns the call's body.
-async fn expect(handle: &mut Handle, method: &str, path: &str, status: u16, answer: Value) -> Value {
-    let (request, respond) = handle.next_request().await.expect("the runtime made no further call");
-    assert_eq!(request.method().as_str(), method, "{}", request.uri());
-    let target = request.uri().path_and_query().unwrap().as_str().to_owned();
-    assert!(target.starts_with(path), "expected {method} {path}, got {target}");
-    let body = request.into_body().collect_bytes().await.unwrap();
-    respond.send_response(
-        Response::builder().status(status).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap(),
-    );
-    if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).unwrap()
-    }
+fn start() -> StartOptions {
+    StartOptions { budget: Duration::from_secs(60), progress: Box::new(|_| {}) }
 }
 
-fn pod_json(phase: &str, agent_state: &Value) -> Value {
-    let pod = agent_pod().pod;
-    let mut value = serde_json::to_value(&pod).unwrap();
-    value["metadata"]["uid"] = json!("uid-1");
+fn status(code: u16, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": "", "code": code})
+}
+
+fn pod_list(items: &[Value]) -> Value {
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "10"}, "items": items})
+}
+
+/// Our pod as the API server shows it, running.
+fn listed_pod(uid: &str) -> Value {
+    let mut value = serde_json::to_value(agent_pod().pod).unwrap();
+    value["metadata"]["uid"] = json!(uid);
+    value["metadata"]["resourceVersion"] = json!("9");
     value["metadata"]["creationTimestamp"] = json!("2026-11-30T00:00:00Z");
-    value["status"] = json!({"phase": phase, "containerStatuses": [{"name": "agent", "image": "gocd/gocd-agent-wolfi:v25.4.0", "imageID": "", "ready": true, "restartCount": 0, "state": agent_state}]});
+    value["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "agent", "image": "a", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]});
     value
 }
 
-fn status(code: u16, reason: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason, "reason": reason, "code": code})
+fn is_list(call: &Call) -> bool {
+    call.method == "GET" && call.target.starts_with("/api/v1/namespaces/agents/pods?") && !call.target.contains("watch=true")
+}
+
+fn is_watch(call: &Call) -> bool {
+    call.target.starts_with("/api/v1/namespaces/agents/pods?") && call.target.contains("watch=true")
 }
 
 #[tokio::test]
-async fn create_submits_the_pod_then_its_secret_owned_by_the_pod_and_waits_for_the_agent() {
-    let (runtime, mut handle) = runtime();
-    let pod = agent_pod();
-    let api = tokio::spawn(async move {
-        let submitted = expect(
-            &mut handle,
-            "POST",
-            "/api/v1/namespaces/agents/pods?",
-            201,
-            pod_json("Pending", &json!({"waiting": {}})),
-        )
-        .await;
-        assert_eq!(submitted["metadata"]["name"], "gocd-dind-k1");
-        assert_eq!(submitted["spec"]["initContainers"][0]["restartPolicy"], "Always");
-        assert_eq!(submitted["spec"]["automountServiceAccountToken"], false);
-        assert!(!submitted.to_string().contains("key-9"), "the register key is not in the pod");
-        let secret = expect(
-            &mut handle,
-            "POST",
-            "/api/v1/namespaces/agents/secrets?",
-            201,
-            json!({"metadata": {"name": "gocd-dind-k1-tls"}}),
-        )
-        .await;
-        assert_eq!(secret["metadata"]["name"], secret_name("gocd-dind-k1"));
-        let owner = &secret["metadata"]["ownerReferences"][0];
-        assert_eq!(
-            (owner["kind"].as_str(), owner["name"].as_str(), owner["uid"].as_str()),
-            (Some("Pod"), Some("gocd-dind-k1"), Some("uid-1"))
-        );
-        assert!(secret["data"]["client-key.pem"].is_string() && secret["data"]["auto-register-key"].is_string());
-        expect(
-            &mut handle,
-            "GET",
-            "/api/v1/namespaces/agents/pods/gocd-dind-k1",
-            200,
-            pod_json("Pending", &json!({"waiting": {"reason": "PodInitializing"}})),
-        )
-        .await;
-        expect(
-            &mut handle,
-            "GET",
-            "/api/v1/namespaces/agents/pods/gocd-dind-k1",
-            200,
-            pod_json("Running", &json!({"running": {}})),
-        )
-        .await;
-    });
-    runtime.create_pod(&pod).await.unwrap();
-    api.await.unwrap();
-}
-
-#[tokio::test]
-async fn a_pod_that_cannot_pull_its_image_is_removed_with_a_reason() {
-    let (runtime, mut handle) = runtime();
-    let pod = agent_pod();
-    let api = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            "POST",
-            "/api/v1/namespaces/agents/pods?",
-            201,
-            pod_json("Pending", &json!({"waiting": {}})),
-        )
-        .await;
-        expect(&mut handle, "POST", "/api/v1/namespaces/agents/secrets?", 201, json!({})).await;
-        let mut stuck =
-            pod_json("Pending", &json!({"waiting": {"reason": "ImagePullBackOff", "message": "pull access denied"}}));
-        stuck["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] = json!("ImagePullBackOff");
-        expect(&mut handle, "GET", "/api/v1/namespaces/agents/pods/gocd-dind-k1", 200, stuck).await;
-        expect(&mut handle, "GET", "/api/v1/namespaces/agents/pods/gocd-dind-k1/log?", 200, json!("")).await;
-        expect(
-            &mut handle,
-            "DELETE",
-            "/api/v1/namespaces/agents/pods/gocd-dind-k1",
-            200,
-            pod_json("Pending", &json!({})),
-        )
-        .await;
-        expect(&mut handle, "DELETE", "/api/v1/namespaces/agents/secrets/gocd-dind-k1-tls", 200, json!({})).await;
-    });
-    let error = runtime.create_pod(&pod).await.unwrap_err();
+async fn a_call_the_api_server_never_answers_fails_within_the_request_timeout() {
+    let (client, _) = api_server(|_| Answer::Hang);
+    let runtime = KubernetesRuntime::with_client(client, "agents", Duration::from_millis(300));
+    let error = runtime.describe().await.unwrap_err();
     assert!(
-        matches!(&error, RuntimeError::DaemonNotReady { why, .. } if why.contains("ImagePullBackOff") && why.contains("pull access denied")),
+        matches!(&error, RuntimeError::Unreachable(m) if m.contains("300 ms") && m.contains("cluster_request_timeout")),
         "{error}"
     );
-    api.await.unwrap();
-}
-
-#[tokio::test]
-async fn listing_selects_by_ownership_labels_and_rebuilds_what_the_service_knows() {
-    let (runtime, mut handle) = runtime();
-    let api = tokio::spawn(async move {
-        let (request, respond) = handle.next_request().await.unwrap();
-        let query = request.uri().query().unwrap().to_owned();
-        let selector =
-            form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "labelSelector").unwrap().1.into_owned();
-        for (key, value) in owner().selector() {
-            assert!(selector.contains(&format!("{key}={value}")), "{selector}");
-        }
-        let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pod_json("Running", &json!({"running": {}}))]});
-        respond.send_response(
-            Response::builder().status(200).body(Body::from(serde_json::to_vec(&list).unwrap())).unwrap(),
-        );
-    });
-    let pods = runtime.list_pods(&owner()).await.unwrap();
-    api.await.unwrap();
-    assert_eq!(pods.len(), 1);
-    assert_eq!((pods[0].name.as_str(), pods[0].job_id, &pods[0].phase), ("gocd-dind-k1", 9, &PodPhase::Running));
-    assert_eq!(pods[0].job.as_ref().map(|j| j.job_id), Some(9), "the job identifier comes back from the annotation");
-}
-
-#[tokio::test]
-async fn delete_removes_only_our_pod_and_its_secret_and_tolerates_gone() {
-    let (runtime, mut handle) = runtime();
-    let api = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            "GET",
-            "/api/v1/namespaces/agents/pods/gocd-dind-k1",
-            200,
-            pod_json("Running", &json!({"running": {}})),
-        )
-        .await;
-        expect(
-            &mut handle,
-            "DELETE",
-            "/api/v1/namespaces/agents/pods/gocd-dind-k1",
-            200,
-            pod_json("Running", &json!({})),
-        )
-        .await;
-        expect(
-            &mut handle,
-            "DELETE",
-            "/api/v1/namespaces/agents/secrets/gocd-dind-k1-tls",
-            404,
-            status(404, "NotFound"),
-        )
-        .await;
-        // Someone else's pod of the same name: looked at, never deleted.
-        let mut foreign = pod_json("Running", &json!({"running": {}}));
-        foreign["metadata"]["labels"][label_keys::SERVER_ID] = json!("another-gocd");
-        expect(&mut handle, "GET", "/api/v1/namespaces/agents/pods/gocd-dind-k1", 200, foreign).await;
-        // Already gone.
-        expect(&mut handle, "GET", "/api/v1/namespaces/agents/pods/gocd-dind-gone", 404, status(404, "NotFound")).await;
-        expect(
-            &mut handle,
-            "DELETE",
-            "/api/v1/namespaces/agents/secrets/gocd-dind-gone-tls",
-            404,
-            status(404, "NotFound"),
-        )
-        .await;
-    });
-    runtime.delete_pod(&owner(), "gocd-dind-k1").await.unwrap();
-    runtime.delete_pod(&owner(), "gocd-dind-k1").await.unwrap();
-    runtime.delete_pod(&owner(), "gocd-dind-gone").await.unwrap();
-    api.await.unwrap();
-}
-
-#[tokio::test]
-async fn a_forbidden_call_names_rbac() {
-    let (runtime, mut handle) = runtime();
-    let api = tokio::spawn(async move {
-        expect(&mut handle, "GET", "/api/v1/namespaces/agents/pods?", 403, status(403, "pods is forbidden")).await;
-    });
+    // The watch's first listing hangs too: a listing is refused, never answered stale.
     let error = runtime.list_pods(&owner()).await.unwrap_err();
-    api.await.unwrap();
-    assert!(error.to_string().contains("RBAC"), "{error}");
+    assert!(matches!(&error, RuntimeError::Unreachable(m) if m.contains("has not listed pods")), "{error}");
 }
 
 #[tokio::test]
-async fn a_pod_security_refusal_is_not_blamed_on_rbac() {
-    let (runtime, mut handle) = runtime();
-    let pod = agent_pod();
-    let api = tokio::spawn(async move {
-        let refusal =
-            status(403, "pods \"gocd-dind-k1\" is forbidden: violates PodSecurity \"baseline:latest\": privileged");
-        expect(&mut handle, "POST", "/api/v1/namespaces/agents/pods?", 403, refusal).await;
+async fn the_watch_selects_gocd_dind_pods_and_lists_only_this_owners_live_pods() {
+    let mut foreign = listed_pod("uid-2");
+    foreign["metadata"]["name"] = json!("gocd-dind-theirs");
+    foreign["metadata"]["labels"]["gocd-dind.gocd.org/server-id"] = json!("another-gocd");
+    let mut leaving = listed_pod("uid-3");
+    leaving["metadata"]["name"] = json!("gocd-dind-leaving");
+    leaving["metadata"]["deletionTimestamp"] = json!("2026-11-30T00:01:00Z");
+    let items = [listed_pod("uid-1"), foreign, leaving];
+    let (client, calls) = api_server(move |call| match call {
+        c if is_list(c) => Answer::Json(200, pod_list(&items)),
+        _ => Answer::Hang,
     });
-    let error = runtime.create_pod(&pod).await.unwrap_err().to_string();
-    api.await.unwrap();
+    let runtime = KubernetesRuntime::with_client(client, "agents", Duration::from_secs(5));
+    let pods = runtime.list_pods(&owner()).await.unwrap();
+    let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["gocd-dind-k1"], "another server's pod and a pod being deleted are not ours to count");
+    assert_eq!(pods[0].job.as_ref().map(|j| j.job_id), Some(9), "the job identifier comes back from the annotation");
+    runtime.list_pods(&owner()).await.unwrap();
+    let calls = calls.lock().unwrap().clone();
+    let lists: Vec<&Call> = calls.iter().filter(|c| is_list(c)).collect();
+    assert_eq!(lists.len(), 1, "listing twice asks the API server once: {calls:?}");
+    assert!(lists[0].target.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dgocd-dind"), "{}", lists[0].target);
+}
+
+#[tokio::test]
+async fn a_refused_listing_names_rbac_at_once() {
+    let (client, _) = api_server(|call| match call {
+        c if is_list(c) => Answer::Json(403, status(403, "pods is forbidden: User \"system:serviceaccount:gocd:x\" cannot list")),
+        _ => Answer::Hang,
+    });
+    // A long request timeout: the refusal must not wait for it.
+    let runtime = KubernetesRuntime::with_client(client, "agents", Duration::from_secs(600));
+    let error = tokio::time::timeout(Duration::from_secs(30), runtime.list_pods(&owner()))
+        .await
+        .expect("a refusal is reported as soon as it arrives")
+        .unwrap_err();
+    assert!(error.to_string().contains("RBAC") && error.to_string().contains("deploy/kubernetes"), "{error}");
+}
+
+#[tokio::test]
+async fn a_401_rebuilds_the_client_and_the_call_is_tried_once_more() {
+    let (expired, first_calls) = api_server(|_| Answer::Json(401, status(401, "Unauthorized")));
+    let (renewed, second_calls) = api_server(|call| match call.target.as_str() {
+        "/version" => Answer::Json(200, json!({"major": "1", "minor": "32", "gitVersion": "v1.32.9", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": ""})),
+        _ => Answer::Hang,
+    });
+    let clients = Mutex::new(vec![renewed, expired]);
+    let runtime = KubernetesRuntime::with_clients(
+        move || clients.lock().unwrap().pop().expect("rebuilt once"),
+        "agents",
+        Duration::from_secs(5),
+    );
+    let described = runtime.describe().await.unwrap();
+    assert!(described.contains("v1.32.9"), "{described}");
+    assert_eq!(first_calls.lock().unwrap().len(), 1, "the expired client was asked once");
+    assert_eq!(second_calls.lock().unwrap().len(), 1, "the rebuilt client answered");
+}
+
+#[tokio::test]
+async fn delete_carries_the_uid_and_leaves_a_pod_that_replaced_ours() {
+    let (client, calls) = api_server(|call| match (call.method.as_str(), call.target.as_str()) {
+        (_, _) if is_list(call) => Answer::Json(200, pod_list(&[listed_pod("uid-1")])),
+        ("DELETE", t) if t.starts_with("/api/v1/namespaces/agents/pods/gocd-dind-k1") => {
+            Answer::Json(409, status(409, "Precondition failed: UID in precondition: uid-1, UID in object meta: uid-7"))
+        }
+        ("GET", t) if t.starts_with("/api/v1/namespaces/agents/secrets/gocd-dind-k1-tls") => {
+            Answer::Json(404, status(404, "not found"))
+        }
+        _ => Answer::Hang,
+    });
+    let runtime = KubernetesRuntime::with_client(client, "agents", Duration::from_secs(5));
+    runtime.delete_pod(&owner(), "gocd-dind-k1").await.expect("a pod replaced under our name is left, not an error");
+    let calls = calls.lock().unwrap().clone();
+    let delete = calls.iter().find(|c| c.method == "DELETE").expect("a DELETE reached the API server");
+    assert_eq!(delete.body["preconditions"]["uid"], "uid-1", "{delete:?}");
+}
+
+#[tokio::test]
+async fn someone_elses_pod_of_the_same_name_is_never_deleted() {
+    let mut foreign = listed_pod("uid-1");
+    foreign["metadata"]["labels"]["gocd-dind.gocd.org/server-id"] = json!("another-gocd");
+    let (client, calls) = api_server(move |call| match call {
+        c if is_list(c) => Answer::Json(200, pod_list(std::slice::from_ref(&foreign))),
+        c if c.target.contains("/secrets/") => Answer::Json(404, status(404, "not found")),
+        _ => Answer::Hang,
+    });
+    let runtime = KubernetesRuntime::with_client(client, "agents", Duration::from_secs(5));
+    runtime.delete_pod(&owner(), "gocd-dind-k1").await.unwrap();
+    assert!(!calls.lock().unwrap().iter().any(|c| c.method == "DELETE"), "{:?}", calls.lock().unwrap());
+}
+
+#[tokio::test]
+async fn a_pod_security_refusal_is_not_blamed_on_rbac_and_nothing_is_left() {
+    let (client, calls) = api_server(|call| match (call.method.as_str(), call.target.as_str()) {
+        (_, _) if is_list(call) => Answer::Json(200, pod_list(&[])),
+        ("POST", t) if t.starts_with("/api/v1/namespaces/agents/pods") => Answer::Json(
+            403,
+            status(403, "pods \"gocd-dind-k1\" is forbidden: violates PodSecurity \"baseline:latest\": privileged"),
+        ),
+        _ => Answer::Hang,
+    });
+    let runtime = KubernetesRuntime::with_client(client, "agents", Duration::from_secs(5));
+    let error = runtime.create_pod(&agent_pod(), &start()).await.unwrap_err().to_string();
     assert!(error.contains("pod-security.kubernetes.io/enforce") && !error.contains("RBAC"), "{error}");
+    let calls = calls.lock().unwrap().clone();
+    assert!(!calls.iter().any(|c| c.target.contains("/secrets")), "no Secret without its pod: {calls:?}");
+    assert!(calls.iter().any(|c| is_watch(c)), "the pod watch was running before the create: {calls:?}");
 }

@@ -9,6 +9,7 @@ mod docker_remote;
 mod hostile_profiles;
 mod http_contract;
 mod kubernetes;
+mod kubernetes_e2e;
 pub mod lifecycle;
 mod profile_changes;
 mod static_answers;

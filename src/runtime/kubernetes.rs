@@ -46,9 +46,19 @@ impl KubernetesRuntime {
         Ok(Self { api: Arc::new(ApiClient::connect(connection)?), watch: OnceCell::new() })
     }
 
-    /// A runtime over a given client (tests pass a mock API server).
+    /// A runtime over a given client (tests pass a fake API server).
     pub fn with_client(client: Client, namespace: &str, request_timeout: Duration) -> Self {
-        Self { api: Arc::new(ApiClient::with_client(client, namespace, request_timeout)), watch: OnceCell::new() }
+        Self::with_clients(move || client.clone(), namespace, request_timeout)
+    }
+
+    /// A runtime whose clients come from `make`, called again whenever the API server
+    /// answers 401 (tests hand in a fake that "renews" credentials).
+    pub fn with_clients(
+        make: impl Fn() -> Client + Send + Sync + 'static,
+        namespace: &str,
+        request_timeout: Duration,
+    ) -> Self {
+        Self { api: Arc::new(ApiClient::with_clients(make, namespace, request_timeout)), watch: OnceCell::new() }
     }
 
     fn namespace(&self) -> &str {

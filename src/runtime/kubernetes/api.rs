@@ -16,16 +16,18 @@ use crate::settings::KubernetesConnection;
 /// watcher asks for 290 s), so a read may wait that long for the next byte.
 const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Makes the clients afresh: from the profile, or (tests) from a fake API server.
+type ClientFactory = Box<dyn Fn() -> Result<Clients, RuntimeError> + Send + Sync>;
+
 pub struct ApiClient {
-    /// Where to rebuild the clients from; `None` for a client handed in by tests.
-    connection: Option<KubernetesConnection>,
+    factory: ClientFactory,
     clients: RwLock<Clients>,
     pub namespace: String,
     pub timeout: Duration,
 }
 
 #[derive(Clone)]
-struct Clients {
+pub struct Clients {
     /// For single calls: every read bounded by the request timeout.
     calls: Client,
     /// For the pod watch: reads may idle as long as a watch lasts.
@@ -34,24 +36,23 @@ struct Clients {
 
 impl ApiClient {
     pub fn connect(connection: &KubernetesConnection) -> Result<Self, RuntimeError> {
-        let config = config(connection).map_err(RuntimeError::Rejected)?;
+        let config = profile_config(connection).map_err(RuntimeError::Rejected)?;
         let namespace = config.default_namespace.clone();
-        Ok(Self {
-            clients: RwLock::new(clients(config)?),
-            connection: Some(connection.clone()),
-            namespace,
-            timeout: connection.request_timeout,
-        })
+        let timeout = connection.request_timeout;
+        let connection = connection.clone();
+        let factory: ClientFactory =
+            Box::new(move || profile_config(&connection).map_err(RuntimeError::Rejected).and_then(clients));
+        Ok(Self { clients: RwLock::new(clients(config)?), factory, namespace, timeout })
     }
 
-    /// One client for everything, never rebuilt (tests pass a mock API server).
-    pub fn with_client(client: Client, namespace: &str, timeout: Duration) -> Self {
-        Self {
-            clients: RwLock::new(Clients { calls: client.clone(), watch: client }),
-            connection: None,
-            namespace: namespace.to_owned(),
-            timeout,
-        }
+    /// Clients from `make` (tests hand in fake API servers); each rebuild calls it again.
+    pub fn with_clients(make: impl Fn() -> Client + Send + Sync + 'static, namespace: &str, timeout: Duration) -> Self {
+        let factory: ClientFactory = Box::new(move || {
+            let client = make();
+            Ok(Clients { calls: client.clone(), watch: client })
+        });
+        let clients = factory().expect("a test factory never fails");
+        Self { clients: RwLock::new(clients), factory, namespace: namespace.to_owned(), timeout }
     }
 
     pub fn watch_client(&self) -> Client {
@@ -116,10 +117,9 @@ impl ApiClient {
         }
     }
 
-    /// Rebuilds both clients from the profile; false when there is nothing to rebuild from.
+    /// Rebuilds both clients; false when that failed.
     pub fn rebuild(&self) -> bool {
-        let Some(connection) = &self.connection else { return false };
-        match config(connection).map_err(RuntimeError::Rejected).and_then(clients) {
+        match (self.factory)() {
             Ok(fresh) => {
                 tracing::info!("the API server answered 401: Kubernetes clients rebuilt");
                 *self.clients.write().unwrap() = fresh;
@@ -159,7 +159,7 @@ fn clients(mut config: Config) -> Result<Clients, RuntimeError> {
     Ok(Clients { calls, watch: build(config)? })
 }
 
-fn config(connection: &KubernetesConnection) -> Result<Config, String> {
+fn profile_config(connection: &KubernetesConnection) -> Result<Config, String> {
     let mut config = match &connection.cluster_url {
         Some(url) => {
             let mut config = Config::new(url.parse().map_err(|e| format!("kubernetes_cluster_url {url}: {e}"))?);

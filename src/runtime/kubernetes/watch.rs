@@ -2,6 +2,7 @@
 //! watcher) feeding a reflector store, so listings and readiness waits cost the API server
 //! nothing per request. Every change bumps a counter that waiters subscribe to.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ use crate::runtime::RuntimeError;
 pub struct PodWatch {
     store: Store<Pod>,
     namespace: String,
+    /// Set once the first complete listing is in the store.
+    listed: Arc<AtomicBool>,
     changes: signal::Receiver<u64>,
     /// Why the watch cannot list pods right now; `None` while it works.
     failing: Arc<Mutex<Option<String>>>,
@@ -38,9 +41,10 @@ impl PodWatch {
         let (store, mut writer) = reflector::store();
         let (bump, changes) = signal::channel(0u64);
         let failing = Arc::new(Mutex::new(None));
+        let listed = Arc::new(AtomicBool::new(false));
         let namespace = api.namespace.clone();
         let task = {
-            let failing = failing.clone();
+            let (failing, listed) = (failing.clone(), listed.clone());
             tokio::spawn(async move {
                 let selector = format!("{}={MANAGED_BY}", label_keys::MANAGED_BY);
                 loop {
@@ -50,6 +54,9 @@ impl PodWatch {
                         let unauthorized = match event {
                             Ok(event) => {
                                 writer.apply_watcher_event(&event);
+                                if matches!(event, watcher::Event::InitDone) {
+                                    listed.store(true, Ordering::Release);
+                                }
                                 *failing.lock().unwrap() = None;
                                 false
                             }
@@ -70,23 +77,34 @@ impl PodWatch {
                 }
             })
         };
-        Self { store, namespace, changes, failing, task }
+        Self { store, namespace, listed, changes, failing, task }
     }
 
     /// Waits (at most `within`) until the first listing arrived, then reports whether the
-    /// watch currently works: a stale view must not pass for the truth.
+    /// watch currently works: a stale view must not pass for the truth. A listing the API
+    /// server refuses (RBAC, credentials) is reported as soon as it is refused.
     pub async fn synced(&self, within: Duration) -> Result<(), RuntimeError> {
-        let ready = tokio::time::timeout(within, self.store.wait_until_ready()).await;
-        let failing = self.failing.lock().unwrap().clone();
-        match (ready, failing) {
-            (Ok(Ok(())), None) => Ok(()),
-            (_, Some(why)) => Err(RuntimeError::Unreachable(why)),
-            (Ok(Err(_)), None) => Err(RuntimeError::Unreachable("the pod watch stopped".into())),
-            (Err(_), None) => Err(RuntimeError::Unreachable(format!(
-                "the pod watch in namespace {} has not listed pods within {} ms",
-                self.namespace,
-                within.as_millis()
-            ))),
+        let deadline = tokio::time::Instant::now() + within;
+        let mut changes = self.changes.clone();
+        loop {
+            changes.borrow_and_update();
+            if let Some(why) = self.failing.lock().unwrap().clone() {
+                return Err(RuntimeError::Unreachable(why));
+            }
+            if self.listed.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(RuntimeError::Unreachable("the pod watch stopped".into())),
+                Err(_) => {
+                    return Err(RuntimeError::Unreachable(format!(
+                        "the pod watch in namespace {} has not listed pods within {} ms",
+                        self.namespace,
+                        within.as_millis()
+                    )))
+                }
+            }
         }
     }
 

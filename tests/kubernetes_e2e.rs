@@ -1,0 +1,602 @@
+//! Kubernetes end to end: the service against the local cluster that `.ci/k8s-up.sh`
+//! brings up, driven over HTTP the way GoCD (through the shim) drives it, as the
+//! ServiceAccount bound to the Role in `deploy/kubernetes` (so that Role is proven to be
+//! enough), and inspected with an admin client and `kubectl`.
+//!
+//! They need the cluster and FAIL without it: `bash .ci/k8s-up.sh` (as root; scripts/test.sh
+//! runs it) prints the kubeconfig path these tests read from GOCD_DIND_KUBECONFIG (default
+//! `/var/lib/gocd-dind-k8s/kubeconfig/admin.kubeconfig`).
+//!
+//! Each test uses job ids of its own and, at its end, checks that no pod or Secret of them
+//! is left; a [`Sweep`] removes what a failed test left behind.
+
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use gocd_dind::clock::Clock;
+use gocd_dind::demo::{create_agent_body, job_identifier, wait_for, wait_settled, Harness};
+use gocd_dind::pod::label_keys;
+use gocd_dind::runtime::Runtimes;
+use gocd_dind::service::ServiceOptions;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::{json, Value};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::support::{AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE, JOB_IMAGE_TAR};
+
+const NAMESPACE: &str = "gocd-dind-agents";
+/// Bounds for waits that would otherwise hang a broken run; never a timing claim.
+const POD_UP_WITHIN: Duration = Duration::from_secs(240);
+const GONE_WITHIN: Duration = Duration::from_secs(120);
+
+/// Pods that may start at once across this file's tests (2 cores, dind images).
+static POD_SLOTS: Semaphore = Semaphore::const_new(2);
+
+async fn pod_slots(pods: u32) -> SemaphorePermit<'static> {
+    POD_SLOTS.acquire_many(pods).await.expect("the pod semaphore is never closed")
+}
+
+fn kubeconfig() -> String {
+    std::env::var("GOCD_DIND_KUBECONFIG").unwrap_or_else(|_| "/var/lib/gocd-dind-k8s/kubeconfig/admin.kubeconfig".into())
+}
+
+/// `kubectl ARGS` as the cluster admin; panics with its output when it fails.
+fn kubectl(args: &[&str]) -> String {
+    kubectl_with_input(args, None)
+}
+
+fn kubectl_with_input(args: &[&str], input: Option<&str>) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("kubectl cannot be run ({e}); run `bash .ci/k8s-up.sh` first"));
+    if let Some(input) = input {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What every test needs from the cluster, set up once per test binary: deploy/kubernetes
+/// applied (the agents' namespace, the Role, the service's account), and a cluster
+/// profile that reaches the API server as that account.
+struct Setup {
+    profile: Value,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let path = kubeconfig();
+        assert!(
+            std::path::Path::new(&path).is_file(),
+            "Kubernetes end-to-end tests need the local cluster: no kubeconfig at {path}; run `bash .ci/k8s-up.sh` (as root) \
+             and set GOCD_DIND_KUBECONFIG to the path it prints last"
+        );
+        kubectl(&["get", "--raw", "/readyz"]);
+        for image in [AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE] {
+            // kubelet would try to pull a missing image, and there is no registry here.
+            let listed = std::process::Command::new("ctr")
+                .args(["-a", "/run/gocd-dind-k8s/containerd/containerd.sock", "-n", "k8s.io", "images", "ls", "-q"])
+                .output()
+                .expect("ctr lists the cluster's images");
+            let images = String::from_utf8_lossy(&listed.stdout);
+            assert!(
+                images.lines().any(|l| l == format!("docker.io/{image}")),
+                "test image {image} is not in the cluster's containerd; run `bash .ci/k8s-up.sh`"
+            );
+        }
+        apply_deploy_base();
+        let token = kubectl(&["-n", "gocd", "create", "token", "gocd-dind", "--duration=4h"]);
+        let api_url = kubectl(&["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+        let ca = kubectl(&["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"]);
+        use base64::Engine as _;
+        let ca_pem = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ca.trim()).unwrap()).unwrap();
+        let profile = json!({
+            "runtime": "kubernetes",
+            "kubernetes_cluster_url": api_url,
+            "kubernetes_cluster_ca_cert": ca_pem,
+            "security_token": token.trim(),
+            "namespace": NAMESPACE,
+            "go_server_url": "https://127.0.0.1:8154/go",
+            "agent_image": AGENT_IMAGE,
+            "dind_image": DIND_IMAGE,
+            "dind_security": "capabilities",
+        });
+        Setup { profile }
+    })
+}
+
+/// `kubectl apply -k deploy/kubernetes/base` with a token of its own, into the `gocd`
+/// namespace GoCD's chart would have made.
+fn apply_deploy_base() {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/base");
+    let copy = std::env::temp_dir().join(format!("gocd-dind-k8s-base-{}", std::process::id()));
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(copy.join("token"), uuid::Uuid::new_v4().simple().to_string()).unwrap();
+    let namespace = kubectl(&["create", "namespace", "gocd", "--dry-run=client", "-o", "yaml"]);
+    kubectl_with_input(&["apply", "-f", "-"], Some(&namespace));
+    kubectl(&["apply", "-k", copy.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&copy);
+}
+
+async fn admin() -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig()).expect("reading the admin kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("the admin kubeconfig is usable");
+    kube::Client::try_from(config).expect("an admin client")
+}
+
+fn pods(client: &kube::Client) -> Api<Pod> {
+    Api::namespaced(client.clone(), NAMESPACE)
+}
+
+fn secrets(client: &kube::Client) -> Api<Secret> {
+    Api::namespaced(client.clone(), NAMESPACE)
+}
+
+/// Job ids no other test (and no earlier run) uses: they are the handle on a test's pods.
+fn job_id() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static NEXT: OnceLock<AtomicI64> = OnceLock::new();
+    NEXT.get_or_init(|| {
+        let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
+        AtomicI64::new(i64::try_from(micros % 1_000_000_000_000).unwrap() * 100 + 50)
+    })
+    .fetch_add(1, Ordering::Relaxed)
+}
+
+async fn harness() -> Harness {
+    harness_with(Clock::default()).await
+}
+
+async fn harness_with(clock: Clock) -> Harness {
+    Harness::start(std::sync::Arc::new(Runtimes::new(None)), clock, ServiceOptions::default())
+        .await
+        .expect("the service starts on loopback")
+}
+
+async fn send(h: &Harness, request: &str, body: &Value) -> String {
+    let (status, text) = h.send(request, body).await.unwrap_or_else(|e| panic!("{request}: no answer: {e}"));
+    assert_eq!(status, 200, "{request} answered {status}: {text}");
+    text
+}
+
+fn completion(profile: &Value, pod: &str, job: i64) -> Value {
+    json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job), "cluster_profile_properties": profile, "elastic_agent_profile_properties": {}})
+}
+
+/// Waits until the job's pod is up (its agent container runs); returns its name.
+async fn wait_up(h: &Harness, job: i64) -> String {
+    wait_settled(h, job).await.unwrap_or_else(|e| panic!("job {job}: {e}; console:\n{}", h.gocd.console_text()));
+    match h.service.pod_of_job(job) {
+        Some(record) => record.info.name,
+        None => panic!(
+            "the pod for job {job} did not start: {:?}; console:\n{}",
+            h.service.last_failure(job).map(|f| f.reason),
+            h.gocd.console_text()
+        ),
+    }
+}
+
+/// Waits until the pod and its Secret are gone from the API.
+async fn assert_gone(client: &kube::Client, pod: &str) {
+    let pod_uid = pods(client).get_opt(pod).await.unwrap().and_then(|p| p.metadata.uid);
+    if let Some(uid) = pod_uid {
+        tokio::time::timeout(GONE_WITHIN, await_condition(pods(client), pod, conditions::is_deleted(&uid)))
+            .await
+            .unwrap_or_else(|_| panic!("pod {pod} still exists after {} s", GONE_WITHIN.as_secs()))
+            .unwrap();
+    }
+    let secret = format!("{pod}-tls");
+    let secret_uid = secrets(client).get_opt(&secret).await.unwrap().and_then(|s| s.metadata.uid);
+    if let Some(uid) = secret_uid {
+        tokio::time::timeout(GONE_WITHIN, await_condition(secrets(client), &secret, conditions::is_deleted(&uid)))
+            .await
+            .unwrap_or_else(|_| panic!("Secret {secret} still exists after {} s", GONE_WITHIN.as_secs()))
+            .unwrap();
+    }
+}
+
+/// Pods and Secrets labelled with these job ids.
+async fn objects_of(client: &kube::Client, jobs: &[i64]) -> Vec<String> {
+    let mut found = Vec::new();
+    for job in jobs {
+        let selector = ListParams::default().labels(&format!("{}={job}", label_keys::JOB_ID));
+        found.extend(pods(client).list(&selector).await.unwrap().items.into_iter().map(|p| format!("pod {}", p.metadata.name.unwrap_or_default())));
+        found.extend(secrets(client).list(&selector).await.unwrap().items.into_iter().map(|s| format!("secret {}", s.metadata.name.unwrap_or_default())));
+    }
+    found
+}
+
+/// Removes whatever a test leaves under its job ids, also when it panicked.
+struct Sweep(Vec<i64>);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        let jobs: Vec<String> = self.0.iter().map(i64::to_string).collect();
+        let selector = format!("{} in ({})", label_keys::JOB_ID, jobs.join(","));
+        let _ = std::process::Command::new("kubectl")
+            .args(["--kubeconfig", &kubeconfig(), "-n", NAMESPACE, "delete", "pods,secrets", "-l", &selector, "--wait=false"])
+            .output();
+    }
+}
+
+/// `sh -c script` in one container of a pod; returns exit status and output.
+async fn exec(pod: &str, container: &str, script: &str, stdin: Option<&str>) -> (bool, String) {
+    let mut command = tokio::process::Command::new("kubectl");
+    command.args(["--kubeconfig", &kubeconfig(), "-n", NAMESPACE, "exec"]);
+    if stdin.is_some() {
+        command.arg("-i");
+    }
+    command.args([pod, "-c", container, "--", "sh", "-c", script]);
+    command.stdin(match stdin {
+        Some(file) => Stdio::from(std::fs::File::open(file).unwrap()),
+        None => Stdio::null(),
+    });
+    let out = command.output().await.expect("kubectl exec runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+async fn exec_ok(pod: &str, container: &str, script: &str) -> String {
+    let (ok, out) = exec(pod, container, script, None).await;
+    assert!(ok, "in {pod}/{container}: `{script}` failed:\n{out}");
+    out
+}
+
+/// What a job does: talks to its pod's dockerd over TLS, loads an image (no registry
+/// here), and `docker run -v $PWD` from a workspace under /godata (play-job checks the
+/// inner container sees the file the agent wrote).
+async fn run_job(pod: &str) -> String {
+    let (ok, out) = exec(pod, "agent", "docker load -q", Some(JOB_IMAGE_TAR)).await;
+    assert!(ok, "docker load in {pod} failed:\n{out}");
+    exec_ok(pod, "agent", "play-job").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_run_docker_run_v_from_godata_over_mutual_tls_in_both_dind_security_modes() {
+    let setup = setup();
+    let client = admin().await;
+    let _slots = pod_slots(2).await;
+    let jobs = [job_id(), job_id()];
+    let _sweep = Sweep(jobs.to_vec());
+    let h = harness().await;
+    let capabilities = setup.profile.clone();
+    let mut privileged = setup.profile.clone();
+    privileged["dind_security"] = json!("privileged");
+
+    send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&capabilities, jobs[0])).await;
+    send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&privileged, jobs[1])).await;
+    let names = [wait_up(&h, jobs[0]).await, wait_up(&h, jobs[1]).await];
+
+    for (name, mode) in names.iter().zip(["capabilities", "privileged"]) {
+        let pod = pods(&client).get(name).await.unwrap();
+        let spec = pod.spec.as_ref().unwrap();
+        let dind = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!((dind.name.as_str(), dind.restart_policy.as_deref()), ("dind", Some("Always")), "dind is a native sidecar");
+        let probe = dind.startup_probe.as_ref().and_then(|p| p.exec.as_ref()).and_then(|e| e.command.clone()).unwrap();
+        assert!(probe.contains(&"--tlsverify".to_owned()), "the startup probe is an API call over TLS: {probe:?}");
+        let status = pod.status.as_ref().unwrap();
+        assert!(status.init_container_statuses.as_ref().unwrap()[0].started == Some(true), "{mode}: dind started");
+        let version = exec_ok(name, "agent", "docker version --format '{{.Server.Version}}' && env | grep ^DOCKER_ | sort").await;
+        assert!(version.contains("DOCKER_HOST=tcp://127.0.0.1:2376") && version.contains("DOCKER_TLS_VERIFY=1"), "{mode}: {version}");
+        let (plain, out) = exec(name, "agent", "DOCKER_TLS_VERIFY= DOCKER_CERT_PATH= docker -H tcp://127.0.0.1:2376 version", None).await;
+        assert!(!plain, "{mode}: dockerd answered without a client certificate:\n{out}");
+        let job = run_job(name).await;
+        assert!(job.contains("play-job: OK"), "{mode}: {job}");
+        println!("{mode}: {}", job.trim());
+    }
+
+    for (name, job) in names.iter().zip(jobs) {
+        h.gocd.set_agent(name, "Idle", "Enabled");
+        send(&h, "cd.go.elastic-agent.job-completion", &completion(&setup.profile, name, job)).await;
+    }
+    for name in &names {
+        assert_gone(&client, name).await;
+    }
+    assert_eq!(objects_of(&client, &jobs).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_holds_no_cluster_credentials_no_host_socket_and_no_other_pod_reaches_its_dockerd() {
+    let setup = setup();
+    let client = admin().await;
+    let _slots = pod_slots(2).await;
+    let jobs = [job_id(), job_id()];
+    let _sweep = Sweep(jobs.to_vec());
+    let h = harness().await;
+    for job in jobs {
+        send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&setup.profile, job)).await;
+    }
+    let [a, b] = [wait_up(&h, jobs[0]).await, wait_up(&h, jobs[1]).await];
+
+    let pod = pods(&client).get(&a).await.unwrap();
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let agent = spec.containers.iter().find(|c| c.name == "agent").unwrap();
+    let security = agent.security_context.as_ref().unwrap();
+    assert_eq!((security.privileged, security.allow_privilege_escalation), (Some(false), Some(false)));
+    let inside = exec_ok(
+        &a,
+        "agent",
+        "ls /var/run/secrets/kubernetes.io 2>&1; ls -l /var/run/docker.sock /run/docker.sock 2>&1; \
+         grep CapEff /proc/self/status; id -u; ls /gocd-dind/tls",
+    )
+    .await;
+    assert!(inside.contains("/var/run/secrets/kubernetes.io: No such file"), "no service-account token:\n{inside}");
+    assert!(!inside.contains("srw"), "no Docker socket in the agent:\n{inside}");
+    assert!(inside.contains("CapEff:\t0000000000000000"), "the agent (uid 1000) holds no capabilities:\n{inside}");
+    assert!(inside.contains("ca.pem") && inside.contains("key.pem"), "the client certificate is mounted:\n{inside}");
+    let secret = secrets(&client).get(&format!("{a}-tls")).await.unwrap();
+    let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Pod", a.as_str()));
+    assert_eq!(Some(&owner.uid), pod.metadata.uid.as_ref(), "the Secret is owned by this very pod");
+
+    // From the other pod, the first pod's address: dockerd listens on its loopback only.
+    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("a pod IP");
+    for port in [2376, 2375] {
+        let probe = format!("timeout 5 bash -c '</dev/tcp/{ip}/{port}' && echo CONNECTED || echo REFUSED");
+        let out = exec_ok(&b, "agent", &probe).await;
+        assert!(out.contains("REFUSED") && !out.contains("CONNECTED"), "pod {b} reached {ip}:{port}:\n{out}");
+    }
+    let theirs = format!("docker --tlsverify -H tcp://{ip}:2376 version 2>&1 || true");
+    let out = exec_ok(&b, "agent", &theirs).await;
+    assert!(!out.contains("Server:"), "pod {b} talked to the dockerd of {a}:\n{out}");
+
+    for (name, job) in [(&a, jobs[0]), (&b, jobs[1])] {
+        h.gocd.set_agent(name, "Idle", "Enabled");
+        send(&h, "cd.go.elastic-agent.job-completion", &completion(&setup.profile, name, job)).await;
+        assert_gone(&client, name).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_agent_sent_five_times_at_once_makes_one_pod() {
+    let setup = setup();
+    let client = admin().await;
+    let _slots = pod_slots(1).await;
+    let job = job_id();
+    let _sweep = Sweep(vec![job]);
+    let h = harness().await;
+    let body = create_agent_body(&setup.profile, job);
+    let answers = futures_util::future::join_all((0..5).map(|_| h.send("cd.go.elastic-agent.create-agent", &body))).await;
+    for answer in answers {
+        let (status, text) = answer.unwrap();
+        assert_eq!(status, 200, "{text}");
+    }
+    let name = wait_up(&h, job).await;
+    // GoCD keeps asking while the job waits: once more after the pod is up.
+    send(&h, "cd.go.elastic-agent.create-agent", &body).await;
+    let listed = objects_of(&client, &[job]).await;
+    assert_eq!(listed, [format!("pod {name}"), format!("secret {name}-tls")], "one pod (and its Secret) for job {job}");
+    assert_eq!(h.gocd.console_text().matches("Creating agent pod").count(), 1, "{}", h.gocd.console_text());
+    h.gocd.set_agent(&name, "Idle", "Enabled");
+    send(&h, "cd.go.elastic-agent.job-completion", &completion(&setup.profile, &name, job)).await;
+    assert_gone(&client, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_whose_agent_never_registers_is_removed_by_server_ping() {
+    let setup = setup();
+    let client = admin().await;
+    let _slots = pod_slots(1).await;
+    let job = job_id();
+    let _sweep = Sweep(vec![job]);
+    let clock = Clock::default();
+    let h = harness_with(clock.clone()).await;
+    let ping = json!({"all_cluster_profile_properties": [setup.profile]});
+    send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&setup.profile, job)).await;
+    let name = wait_up(&h, job).await;
+    send(&h, "cd.go.elastic-agent.server-ping", &ping).await;
+    assert!(pods(&client).get_opt(&name).await.unwrap().is_some_and(|p| p.metadata.deletion_timestamp.is_none()), "a pod within its auto-register timeout stays");
+
+    // This service's own pods only: each fake GoCD is a server of its own.
+    clock.advance(Duration::from_secs(11 * 60));
+    send(&h, "cd.go.elastic-agent.server-ping", &ping).await;
+    assert_gone(&client, &name).await;
+}
+
+/// The real binary, killed with SIGKILL and started again.
+struct ServiceProcess {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl ServiceProcess {
+    async fn start(gocd: &gocd_dind::fake_gocd::FakeGocd, token: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gocd-dind"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--processor-url", &gocd.url])
+            .env("GOCD_DIND_TOKEN", token)
+            .env_remove("GOCD_DIND_TOKEN_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting gocd-dind serve");
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        wait_for(Duration::from_secs(60), "gocd-dind serve to answer /healthz", || {
+            let request = client.get(format!("{url}/healthz")).send();
+            async move { request.await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await
+        .unwrap();
+        Self { child, url }
+    }
+
+    async fn send(&self, token: &str, request: &str, body: &Value) -> String {
+        let response = reqwest::Client::new()
+            .post(format!("{}/gocd/elastic-agent/{request}", self.url))
+            .bearer_auth(token)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{request}: gocd-dind serve did not answer ({e})"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "{request} answered {status}: {text}");
+        text
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn job_completion_after_the_service_was_killed_and_restarted_removes_the_pod_and_its_secret() {
+    let setup = setup();
+    let client = admin().await;
+    let _slots = pod_slots(1).await;
+    let job = job_id();
+    let _sweep = Sweep(vec![job]);
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let gocd = gocd_dind::fake_gocd::FakeGocd::start(&token).await.unwrap();
+
+    let mut first = ServiceProcess::start(&gocd, &token).await;
+    first.send(&token, "cd.go.elastic-agent.create-agent", &create_agent_body(&setup.profile, job)).await;
+    let selector = ListParams::default().labels(&format!("{}={job}", label_keys::JOB_ID));
+    let running = |pod: Option<&Pod>| {
+        pod.and_then(|p| p.status.as_ref()).and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| {
+            cs.iter().any(|c| c.name == "agent" && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+    };
+    wait_for(POD_UP_WITHIN, "the job's agent container to run", || {
+        let (pods, selector) = (pods(&client), selector.clone());
+        async move { pods.list(&selector).await.unwrap().items.first().is_some_and(|p| running(Some(p))) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; console:\n{}", gocd.console_text()));
+    let name = pods(&client).list(&selector).await.unwrap().items[0].metadata.name.clone().unwrap();
+    gocd.set_agent(&name, "Building", "Enabled");
+    first.child.kill().await.expect("SIGKILL to the first service");
+    assert!(pods(&client).get_opt(&name).await.unwrap().is_some(), "killing the service leaves the job's pod");
+
+    let second = ServiceProcess::start(&gocd, &token).await;
+    gocd.set_agent(&name, "Idle", "Enabled");
+    second.send(&token, "cd.go.elastic-agent.job-completion", &completion(&setup.profile, &name, job)).await;
+    assert_gone(&client, &name).await;
+    let deleted = gocd.calls_to("go.processor.elastic-agents.delete-agents");
+    assert!(deleted.iter().any(|c| c.body.contains(&name)), "the agent was deleted: {deleted:?}");
+}
+
+/// A pod that cannot start, whatever the reason, is explained in the job's console and
+/// the agent status report, and removed.
+async fn assert_explained_and_removed(h: &Harness, profile: &Value, job: i64, expected: &[&str]) {
+    let client = admin().await;
+    wait_for(POD_UP_WITHIN, "the failure to be reported", || {
+        let failed = h.service.last_failure(job).is_some();
+        async move { failed }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; console:\n{}", h.gocd.console_text()));
+    let console = h.gocd.console_text();
+    let report = send(
+        h,
+        "cd.go.elastic-agent.agent-status-report",
+        &json!({"job_identifier": job_identifier(job), "cluster_profile_properties": profile}),
+    )
+    .await;
+    for text in expected {
+        assert!(console.contains(text), "the job console says {text:?}:\n{console}");
+        assert!(report.contains(&html_escape::encode_text(text).to_string()), "the agent status report says {text:?}:\n{report}");
+    }
+    assert!(console.contains("failed to start and was removed"), "{console}");
+    let pod = h.service.last_failure(job).unwrap().pod;
+    assert_gone(&client, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_that_does_not_exist_is_explained_and_the_pod_removed() {
+    let setup = setup();
+    let _slots = pod_slots(1).await;
+    let job = job_id();
+    let _sweep = Sweep(vec![job]);
+    let h = harness().await;
+    let mut profile = setup.profile.clone();
+    profile["agent_image"] = json!("gocd-dind-test/no-such-image:1");
+    send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&profile, job)).await;
+    assert_explained_and_removed(&h, &profile, job, &["ErrImagePull", "gocd-dind-test/no-such-image:1"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dind_that_never_answers_is_explained_with_its_log_and_the_pod_removed() {
+    let setup = setup();
+    let _slots = pod_slots(1).await;
+    let job = job_id();
+    let _sweep = Sweep(vec![job]);
+    let h = harness().await;
+    // Debian without docker.io: the dind script fails at once (no docker CLI, no dockerd).
+    let mut profile = setup.profile.clone();
+    profile["dind_image"] = json!(JOB_IMAGE);
+    send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&profile, job)).await;
+    assert_explained_and_removed(&h, &profile, job, &["dind exited with code", "cannot stat"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_no_node_can_take_is_explained_and_removed_when_its_start_budget_ends() {
+    let setup = setup();
+    let job = job_id();
+    let _sweep = Sweep(vec![job]);
+    let h = harness().await;
+    // The start budget is the auto-register timeout: a pod must be up before its agent
+    // can register. One minute, the shortest a profile allows.
+    let mut profile = setup.profile.clone();
+    profile["auto_register_timeout"] = json!("1");
+    let mut body = create_agent_body(&profile, job);
+    body["elastic_agent_profile_properties"] =
+        json!({"PodSpecPatch": r#"{"nodeSelector": {"gocd-dind.test/no-such-node": "true"}}"#});
+    send(&h, "cd.go.elastic-agent.create-agent", &body).await;
+    wait_for(Duration::from_secs(50), "the console to say the pod cannot be scheduled", || {
+        let told = h.gocd.console_text().contains("cannot be scheduled yet");
+        async move { told }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; console:\n{}", h.gocd.console_text()));
+    assert_explained_and_removed(&h, &profile, job, &["not scheduled within 60 s", "didn't match Pod's node affinity/selector"])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_without_the_role_is_refused_and_the_refusal_names_rbac() {
+    let setup = setup();
+    let job = job_id();
+    let _sweep = Sweep(vec![job]);
+    let account = kubectl(&["-n", "gocd", "create", "serviceaccount", "gocd-dind-without-role", "--dry-run=client", "-o", "yaml"]);
+    kubectl_with_input(&["apply", "-f", "-"], Some(&account));
+    let token = kubectl(&["-n", "gocd", "create", "token", "gocd-dind-without-role", "--duration=1h"]);
+    let mut profile = setup.profile.clone();
+    profile["security_token"] = json!(token.trim());
+    let h = harness().await;
+    send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&profile, job)).await;
+    wait_for(Duration::from_secs(60), "the console to explain the refusal", || {
+        let told = h.gocd.console_text().contains("RBAC");
+        async move { told }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; console:\n{}", h.gocd.console_text()));
+    let console = h.gocd.console_text();
+    assert!(console.contains("403") && console.contains("deploy/kubernetes"), "the refusal says what to grant:\n{console}");
+    assert!(!console.contains(token.trim()), "the token never reaches the console");
+    assert_eq!(objects_of(&admin().await, &[job]).await, Vec::<String>::new());
+}
