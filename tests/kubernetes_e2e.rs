@@ -345,7 +345,7 @@ async fn a_pod_holds_no_cluster_credentials_no_host_socket_and_no_other_pod_reac
          grep CapEff /proc/self/status; id -u; ls /gocd-dind/tls",
     )
     .await;
-    assert!(inside.contains("/var/run/secrets/kubernetes.io: No such file"), "no service-account token:\n{inside}");
+    assert!(inside.contains("cannot access '/var/run/secrets/kubernetes.io': No such file"), "no service-account token:\n{inside}");
     assert!(!inside.contains("srw"), "no Docker socket in the agent:\n{inside}");
     assert!(inside.contains("CapEff:\t0000000000000000"), "the agent (uid 1000) holds no capabilities:\n{inside}");
     assert!(inside.contains("ca.pem") && inside.contains("key.pem"), "the client certificate is mounted:\n{inside}");
