@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every test: Rust unit and integration tests (HTTP contract, lifecycle rules, the binary,
-# Docker end to end), the shim's JUnit tests and jar layout, and the cross-language round
-# trip (the shim jar driving the real service). Starts a Docker Engine and builds the test
-# images when missing; the Docker tests fail, never skip, without them.
+# Docker and Kubernetes end to end), the shim's JUnit tests and jar layout, and the
+# cross-language round trip (the shim jar driving the real service). Starts a Docker
+# Engine, builds the test images and brings up the local Kubernetes cluster when missing;
+# the end-to-end tests fail, never skip, without them. Stop the cluster with
+# .ci/k8s-down.sh (.ci/run does when it started it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,10 @@ step() { printf '\n== %s\n' "$*"; }
 step "Docker Engine and test images"
 bash .ci/docker-up.sh
 bash .ci/build-test-images.sh
+
+step "Local Kubernetes (builds Kubernetes from source the first time: 6-17 min)"
+GOCD_DIND_KUBECONFIG=$(bash .ci/k8s-up.sh | tail -n 1)
+export GOCD_DIND_KUBECONFIG
 
 step "The binary as released: no test doubles in it"
 cargo build --locked

@@ -181,7 +181,11 @@ impl MockKubernetes {
                 );
             }
         });
-        let runtime = Arc::new(KubernetesRuntime::with_client(kube::Client::new(service, "agents"), "agents"));
+        let runtime = Arc::new(KubernetesRuntime::with_client(
+            kube::Client::new(service, "agents"),
+            "agents",
+            std::time::Duration::from_secs(5),
+        ));
         Self { runtime, writes, written }
     }
 }

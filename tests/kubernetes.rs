@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 type Reply = Response<BoxBody<Bytes, Infallible>>;
 type Handle = tower_test::mock::Handle<Request<Body>, Reply>;
+type Frame = Result<http_body::Frame<Bytes>, Infallible>;
 
 /// What the fake API server answers to one call.
 enum Answer {
@@ -44,7 +45,8 @@ fn api_server(answer: impl Fn(&Call) -> Answer + Send + 'static) -> (kube::Clien
     let calls = Arc::new(Mutex::new(Vec::new()));
     let recorded = calls.clone();
     tokio::spawn(async move {
-        let mut hung = Vec::new();
+        // Hung calls and open watch streams stay pending as long as the fake runs.
+        let (mut hung, mut open_streams) = (Vec::new(), Vec::new());
         while let Some((request, respond)) = handle.next_request().await {
             let (parts, body) = request.into_parts();
             let bytes = body.collect_bytes().await.unwrap();
@@ -59,32 +61,20 @@ fn api_server(answer: impl Fn(&Call) -> Answer + Send + 'static) -> (kube::Clien
                     let body = Full::new(Bytes::from(serde_json::to_vec(&value).unwrap())).boxed();
                     respond.send_response(Response::builder().status(status).body(body).unwrap());
                 }
-                Answer::Hang => {
-                    // An open stream that never sends: kept until the test ends.
-                    let (sender, receiver) = mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(1);
-                    let stream = StreamBody::new(tokio_stream_from(receiver)).boxed();
-                    if call.target.contains("watch=true") {
-                        respond.send_response(Response::builder().status(200).body(stream).unwrap());
-                    } else {
-                        drop(stream);
-                        hung.push(respond);
-                    }
-                    hung_senders().lock().unwrap().push(sender);
+                Answer::Hang if call.target.contains("watch=true") => {
+                    let (sender, receiver) = mpsc::channel::<Frame>(1);
+                    let stream = StreamBody::new(stream_of(receiver)).boxed();
+                    respond.send_response(Response::builder().status(200).body(stream).unwrap());
+                    open_streams.push(sender);
                 }
+                Answer::Hang => hung.push(respond),
             }
         }
     });
     (kube::Client::new(service, "agents"), calls)
 }
 
-/// Keeps hung streams open for the life of the test binary.
-fn hung_senders() -> &'static Mutex<Vec<mpsc::Sender<Result<http_body::Frame<Bytes>, Infallible>>>> {
-    static SENDERS: std::sync::OnceLock<Mutex<Vec<mpsc::Sender<Result<http_body::Frame<Bytes>, Infallible>>>>> =
-        std::sync::OnceLock::new();
-    SENDERS.get_or_init(Mutex::default)
-}
-
-fn tokio_stream_from<T: Send + 'static>(mut receiver: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+fn stream_of<T: Send + 'static>(mut receiver: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
@@ -136,7 +126,9 @@ fn listed_pod(uid: &str) -> Value {
 }
 
 fn is_list(call: &Call) -> bool {
-    call.method == "GET" && call.target.starts_with("/api/v1/namespaces/agents/pods?") && !call.target.contains("watch=true")
+    call.method == "GET"
+        && call.target.starts_with("/api/v1/namespaces/agents/pods?")
+        && !call.target.contains("watch=true")
 }
 
 fn is_watch(call: &Call) -> bool {
@@ -179,13 +171,19 @@ async fn the_watch_selects_gocd_dind_pods_and_lists_only_this_owners_live_pods()
     let calls = calls.lock().unwrap().clone();
     let lists: Vec<&Call> = calls.iter().filter(|c| is_list(c)).collect();
     assert_eq!(lists.len(), 1, "listing twice asks the API server once: {calls:?}");
-    assert!(lists[0].target.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dgocd-dind"), "{}", lists[0].target);
+    assert!(
+        lists[0].target.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dgocd-dind"),
+        "{}",
+        lists[0].target
+    );
 }
 
 #[tokio::test]
 async fn a_refused_listing_names_rbac_at_once() {
     let (client, _) = api_server(|call| match call {
-        c if is_list(c) => Answer::Json(403, status(403, "pods is forbidden: User \"system:serviceaccount:gocd:x\" cannot list")),
+        c if is_list(c) => {
+            Answer::Json(403, status(403, "pods is forbidden: User \"system:serviceaccount:gocd:x\" cannot list"))
+        }
         _ => Answer::Hang,
     });
     // A long request timeout: the refusal must not wait for it.
@@ -201,7 +199,10 @@ async fn a_refused_listing_names_rbac_at_once() {
 async fn a_401_rebuilds_the_client_and_the_call_is_tried_once_more() {
     let (expired, first_calls) = api_server(|_| Answer::Json(401, status(401, "Unauthorized")));
     let (renewed, second_calls) = api_server(|call| match call.target.as_str() {
-        "/version" => Answer::Json(200, json!({"major": "1", "minor": "32", "gitVersion": "v1.32.9", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": ""})),
+        "/version" => Answer::Json(
+            200,
+            json!({"major": "1", "minor": "32", "gitVersion": "v1.32.9", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": ""}),
+        ),
         _ => Answer::Hang,
     });
     let clients = Mutex::new(vec![renewed, expired]);
@@ -264,5 +265,5 @@ async fn a_pod_security_refusal_is_not_blamed_on_rbac_and_nothing_is_left() {
     assert!(error.contains("pod-security.kubernetes.io/enforce") && !error.contains("RBAC"), "{error}");
     let calls = calls.lock().unwrap().clone();
     assert!(!calls.iter().any(|c| c.target.contains("/secrets")), "no Secret without its pod: {calls:?}");
-    assert!(calls.iter().any(|c| is_watch(c)), "the pod watch was running before the create: {calls:?}");
+    assert!(calls.iter().any(is_watch), "the pod watch was running before the create: {calls:?}");
 }

@@ -14,8 +14,9 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use base64::Engine as _;
 use gocd_dind::clock::Clock;
-use gocd_dind::demo::{create_agent_body, job_identifier, wait_for, wait_settled, Harness};
+use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
 use gocd_dind::pod::label_keys;
 use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::ServiceOptions;
@@ -25,11 +26,10 @@ use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{json, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::support::{AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE, JOB_IMAGE_TAR};
+use crate::support::{Served, AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE, JOB_IMAGE_TAR};
 
 const NAMESPACE: &str = "gocd-dind-agents";
-/// Bounds for waits that would otherwise hang a broken run; never a timing claim.
-const POD_UP_WITHIN: Duration = Duration::from_secs(240);
+/// A bound for waits that would otherwise hang a broken run; never a timing claim.
 const GONE_WITHIN: Duration = Duration::from_secs(120);
 
 /// Pods that may start at once across this file's tests (2 cores, dind images).
@@ -40,7 +40,8 @@ async fn pod_slots(pods: u32) -> SemaphorePermit<'static> {
 }
 
 fn kubeconfig() -> String {
-    std::env::var("GOCD_DIND_KUBECONFIG").unwrap_or_else(|_| "/var/lib/gocd-dind-k8s/kubeconfig/admin.kubeconfig".into())
+    std::env::var("GOCD_DIND_KUBECONFIG")
+        .unwrap_or_else(|_| "/var/lib/gocd-dind-k8s/kubeconfig/admin.kubeconfig".into())
 }
 
 /// `kubectl ARGS` as the cluster admin; panics with its output when it fails.
@@ -106,7 +107,6 @@ fn setup() -> &'static Setup {
         let token = kubectl(&["-n", "gocd", "create", "token", "gocd-dind", "--duration=4h"]);
         let api_url = kubectl(&["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}"]);
         let ca = kubectl(&["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"]);
-        use base64::Engine as _;
         let ca_pem = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ca.trim()).unwrap()).unwrap();
         let profile = json!({
             "runtime": "kubernetes",
@@ -187,9 +187,10 @@ fn completion(profile: &Value, pod: &str, job: i64) -> Value {
     json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job), "cluster_profile_properties": profile, "elastic_agent_profile_properties": {}})
 }
 
-/// Waits until the job's pod is up (its agent container runs); returns its name.
+/// Waits until the pod start create-agent began has ended; returns the pod's name when
+/// it is up (its agent container runs).
 async fn wait_up(h: &Harness, job: i64) -> String {
-    wait_settled(h, job).await.unwrap_or_else(|e| panic!("job {job}: {e}; console:\n{}", h.gocd.console_text()));
+    h.service.settle().await;
     match h.service.pod_of_job(job) {
         Some(record) => record.info.name,
         None => panic!(
@@ -224,8 +225,24 @@ async fn objects_of(client: &kube::Client, jobs: &[i64]) -> Vec<String> {
     let mut found = Vec::new();
     for job in jobs {
         let selector = ListParams::default().labels(&format!("{}={job}", label_keys::JOB_ID));
-        found.extend(pods(client).list(&selector).await.unwrap().items.into_iter().map(|p| format!("pod {}", p.metadata.name.unwrap_or_default())));
-        found.extend(secrets(client).list(&selector).await.unwrap().items.into_iter().map(|s| format!("secret {}", s.metadata.name.unwrap_or_default())));
+        found.extend(
+            pods(client)
+                .list(&selector)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|p| format!("pod {}", p.metadata.name.unwrap_or_default())),
+        );
+        found.extend(
+            secrets(client)
+                .list(&selector)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|s| format!("secret {}", s.metadata.name.unwrap_or_default())),
+        );
     }
     found
 }
@@ -238,7 +255,17 @@ impl Drop for Sweep {
         let jobs: Vec<String> = self.0.iter().map(i64::to_string).collect();
         let selector = format!("{} in ({})", label_keys::JOB_ID, jobs.join(","));
         let _ = std::process::Command::new("kubectl")
-            .args(["--kubeconfig", &kubeconfig(), "-n", NAMESPACE, "delete", "pods,secrets", "-l", &selector, "--wait=false"])
+            .args([
+                "--kubeconfig",
+                &kubeconfig(),
+                "-n",
+                NAMESPACE,
+                "delete",
+                "pods,secrets",
+                "-l",
+                &selector,
+                "--wait=false",
+            ])
             .output();
     }
 }
@@ -295,14 +322,24 @@ async fn jobs_run_docker_run_v_from_godata_over_mutual_tls_in_both_dind_security
         let pod = pods(&client).get(name).await.unwrap();
         let spec = pod.spec.as_ref().unwrap();
         let dind = &spec.init_containers.as_ref().unwrap()[0];
-        assert_eq!((dind.name.as_str(), dind.restart_policy.as_deref()), ("dind", Some("Always")), "dind is a native sidecar");
+        assert_eq!(
+            (dind.name.as_str(), dind.restart_policy.as_deref()),
+            ("dind", Some("Always")),
+            "dind is a native sidecar"
+        );
         let probe = dind.startup_probe.as_ref().and_then(|p| p.exec.as_ref()).and_then(|e| e.command.clone()).unwrap();
         assert!(probe.contains(&"--tlsverify".to_owned()), "the startup probe is an API call over TLS: {probe:?}");
         let status = pod.status.as_ref().unwrap();
         assert!(status.init_container_statuses.as_ref().unwrap()[0].started == Some(true), "{mode}: dind started");
-        let version = exec_ok(name, "agent", "docker version --format '{{.Server.Version}}' && env | grep ^DOCKER_ | sort").await;
-        assert!(version.contains("DOCKER_HOST=tcp://127.0.0.1:2376") && version.contains("DOCKER_TLS_VERIFY=1"), "{mode}: {version}");
-        let (plain, out) = exec(name, "agent", "DOCKER_TLS_VERIFY= DOCKER_CERT_PATH= docker -H tcp://127.0.0.1:2376 version", None).await;
+        let version =
+            exec_ok(name, "agent", "docker version --format '{{.Server.Version}}' && env | grep ^DOCKER_ | sort").await;
+        assert!(
+            version.contains("DOCKER_HOST=tcp://127.0.0.1:2376") && version.contains("DOCKER_TLS_VERIFY=1"),
+            "{mode}: {version}"
+        );
+        let (plain, out) =
+            exec(name, "agent", "DOCKER_TLS_VERIFY= DOCKER_CERT_PATH= docker -H tcp://127.0.0.1:2376 version", None)
+                .await;
         assert!(!plain, "{mode}: dockerd answered without a client certificate:\n{out}");
         let job = run_job(name).await;
         assert!(job.contains("play-job: OK"), "{mode}: {job}");
@@ -345,7 +382,10 @@ async fn a_pod_holds_no_cluster_credentials_no_host_socket_and_no_other_pod_reac
          grep CapEff /proc/self/status; id -u; ls /gocd-dind/tls",
     )
     .await;
-    assert!(inside.contains("cannot access '/var/run/secrets/kubernetes.io': No such file"), "no service-account token:\n{inside}");
+    assert!(
+        inside.contains("cannot access '/var/run/secrets/kubernetes.io': No such file"),
+        "no service-account token:\n{inside}"
+    );
     assert!(!inside.contains("srw"), "no Docker socket in the agent:\n{inside}");
     assert!(inside.contains("CapEff:\t0000000000000000"), "the agent (uid 1000) holds no capabilities:\n{inside}");
     assert!(inside.contains("ca.pem") && inside.contains("key.pem"), "the client certificate is mounted:\n{inside}");
@@ -381,7 +421,8 @@ async fn create_agent_sent_five_times_at_once_makes_one_pod() {
     let _sweep = Sweep(vec![job]);
     let h = harness().await;
     let body = create_agent_body(&setup.profile, job);
-    let answers = futures_util::future::join_all((0..5).map(|_| h.send("cd.go.elastic-agent.create-agent", &body))).await;
+    let answers =
+        futures_util::future::join_all((0..5).map(|_| h.send("cd.go.elastic-agent.create-agent", &body))).await;
     for answer in answers {
         let (status, text) = answer.unwrap();
         assert_eq!(status, 200, "{text}");
@@ -410,57 +451,15 @@ async fn a_pod_whose_agent_never_registers_is_removed_by_server_ping() {
     send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&setup.profile, job)).await;
     let name = wait_up(&h, job).await;
     send(&h, "cd.go.elastic-agent.server-ping", &ping).await;
-    assert!(pods(&client).get_opt(&name).await.unwrap().is_some_and(|p| p.metadata.deletion_timestamp.is_none()), "a pod within its auto-register timeout stays");
+    assert!(
+        pods(&client).get_opt(&name).await.unwrap().is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
+        "a pod within its auto-register timeout stays"
+    );
 
     // This service's own pods only: each fake GoCD is a server of its own.
     clock.advance(Duration::from_secs(11 * 60));
     send(&h, "cd.go.elastic-agent.server-ping", &ping).await;
     assert_gone(&client, &name).await;
-}
-
-/// The real binary, killed with SIGKILL and started again.
-struct ServiceProcess {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl ServiceProcess {
-    async fn start(gocd: &gocd_dind::fake_gocd::FakeGocd, token: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gocd-dind"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--processor-url", &gocd.url])
-            .env("GOCD_DIND_TOKEN", token)
-            .env_remove("GOCD_DIND_TOKEN_FILE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting gocd-dind serve");
-        let url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        wait_for(Duration::from_secs(60), "gocd-dind serve to answer /healthz", || {
-            let request = client.get(format!("{url}/healthz")).send();
-            async move { request.await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await
-        .unwrap();
-        Self { child, url }
-    }
-
-    async fn send(&self, token: &str, request: &str, body: &Value) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("{}/gocd/elastic-agent/{request}", self.url))
-            .bearer_auth(token)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{request}: gocd-dind serve did not answer ({e})"));
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        assert_eq!(status, 200, "{request} answered {status}: {text}");
-        text
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -473,28 +472,22 @@ async fn job_completion_after_the_service_was_killed_and_restarted_removes_the_p
     let token = uuid::Uuid::new_v4().simple().to_string();
     let gocd = gocd_dind::fake_gocd::FakeGocd::start(&token).await.unwrap();
 
-    let mut first = ServiceProcess::start(&gocd, &token).await;
-    first.send(&token, "cd.go.elastic-agent.create-agent", &create_agent_body(&setup.profile, job)).await;
-    let selector = ListParams::default().labels(&format!("{}={job}", label_keys::JOB_ID));
-    let running = |pod: Option<&Pod>| {
-        pod.and_then(|p| p.status.as_ref()).and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| {
-            cs.iter().any(|c| c.name == "agent" && c.state.as_ref().is_some_and(|s| s.running.is_some()))
-        })
-    };
-    wait_for(POD_UP_WITHIN, "the job's agent container to run", || {
-        let (pods, selector) = (pods(&client), selector.clone());
-        async move { pods.list(&selector).await.unwrap().items.first().is_some_and(|p| running(Some(p))) }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}; console:\n{}", gocd.console_text()));
-    let name = pods(&client).list(&selector).await.unwrap().items[0].metadata.name.clone().unwrap();
+    let mut first = Served::start(&gocd.url, &token, &[], &[]).await;
+    let (status, text) = first.send("cd.go.elastic-agent.create-agent", &create_agent_body(&setup.profile, job)).await;
+    assert_eq!(status, 200, "{text}");
+    // The service says so in the job's console once the agent container runs.
+    gocd.wait_until(|g| g.console_text().contains("is up after") || g.console_text().contains("failed to start")).await;
+    let console = gocd.console_text();
+    let name = console.split("Agent pod ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_owned();
+    assert!(console.contains("is up after"), "{console}");
     gocd.set_agent(&name, "Building", "Enabled");
     first.child.kill().await.expect("SIGKILL to the first service");
     assert!(pods(&client).get_opt(&name).await.unwrap().is_some(), "killing the service leaves the job's pod");
 
-    let second = ServiceProcess::start(&gocd, &token).await;
+    let second = Served::start(&gocd.url, &token, &[], &[]).await;
     gocd.set_agent(&name, "Idle", "Enabled");
-    second.send(&token, "cd.go.elastic-agent.job-completion", &completion(&setup.profile, &name, job)).await;
+    let completed = second.send("cd.go.elastic-agent.job-completion", &completion(&setup.profile, &name, job)).await;
+    assert_eq!(completed.0, 200, "{}", completed.1);
     assert_gone(&client, &name).await;
     let deleted = gocd.calls_to("go.processor.elastic-agents.delete-agents");
     assert!(deleted.iter().any(|c| c.body.contains(&name)), "the agent was deleted: {deleted:?}");
@@ -504,12 +497,12 @@ async fn job_completion_after_the_service_was_killed_and_restarted_removes_the_p
 /// the agent status report, and removed.
 async fn assert_explained_and_removed(h: &Harness, profile: &Value, job: i64, expected: &[&str]) {
     let client = admin().await;
-    wait_for(POD_UP_WITHIN, "the failure to be reported", || {
-        let failed = h.service.last_failure(job).is_some();
-        async move { failed }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}; console:\n{}", h.gocd.console_text()));
+    h.service.settle().await;
+    assert!(
+        h.service.last_failure(job).is_some(),
+        "the pod start ended without a failure; console:\n{}",
+        h.gocd.console_text()
+    );
     let console = h.gocd.console_text();
     let report = send(
         h,
@@ -519,7 +512,10 @@ async fn assert_explained_and_removed(h: &Harness, profile: &Value, job: i64, ex
     .await;
     for text in expected {
         assert!(console.contains(text), "the job console says {text:?}:\n{console}");
-        assert!(report.contains(&html_escape::encode_text(text).to_string()), "the agent status report says {text:?}:\n{report}");
+        assert!(
+            report.contains(&html_escape::encode_text(text).to_string()),
+            "the agent status report says {text:?}:\n{report}"
+        );
     }
     assert!(console.contains("failed to start and was removed"), "{console}");
     let pod = h.service.last_failure(job).unwrap().pod;
@@ -567,14 +563,16 @@ async fn a_pod_no_node_can_take_is_explained_and_removed_when_its_start_budget_e
     body["elastic_agent_profile_properties"] =
         json!({"PodSpecPatch": r#"{"nodeSelector": {"gocd-dind.test/no-such-node": "true"}}"#});
     send(&h, "cd.go.elastic-agent.create-agent", &body).await;
-    wait_for(Duration::from_secs(50), "the console to say the pod cannot be scheduled", || {
-        let told = h.gocd.console_text().contains("cannot be scheduled yet");
-        async move { told }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}; console:\n{}", h.gocd.console_text()));
-    assert_explained_and_removed(&h, &profile, job, &["not scheduled within 60 s", "didn't match Pod's node affinity/selector"])
-        .await;
+    // Told while it waits, not only when it gives up.
+    h.gocd.wait_until(|g| g.console_text().contains("cannot be scheduled yet")).await;
+    assert!(h.service.pod_of_job(job).is_some(), "the console told before the pod was given up");
+    assert_explained_and_removed(
+        &h,
+        &profile,
+        job,
+        &["not scheduled within 60 s", "didn't match Pod's node affinity/selector"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -582,21 +580,89 @@ async fn an_account_without_the_role_is_refused_and_the_refusal_names_rbac() {
     let setup = setup();
     let job = job_id();
     let _sweep = Sweep(vec![job]);
-    let account = kubectl(&["-n", "gocd", "create", "serviceaccount", "gocd-dind-without-role", "--dry-run=client", "-o", "yaml"]);
+    let account = kubectl(&[
+        "-n",
+        "gocd",
+        "create",
+        "serviceaccount",
+        "gocd-dind-without-role",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
     kubectl_with_input(&["apply", "-f", "-"], Some(&account));
     let token = kubectl(&["-n", "gocd", "create", "token", "gocd-dind-without-role", "--duration=1h"]);
     let mut profile = setup.profile.clone();
     profile["security_token"] = json!(token.trim());
     let h = harness().await;
     send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&profile, job)).await;
-    wait_for(Duration::from_secs(60), "the console to explain the refusal", || {
-        let told = h.gocd.console_text().contains("RBAC");
-        async move { told }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}; console:\n{}", h.gocd.console_text()));
+    h.service.settle().await;
     let console = h.gocd.console_text();
-    assert!(console.contains("403") && console.contains("deploy/kubernetes"), "the refusal says what to grant:\n{console}");
+    assert!(
+        console.contains("403") && console.contains("deploy/kubernetes"),
+        "the refusal says what to grant:\n{console}"
+    );
     assert!(!console.contains(token.trim()), "the token never reaches the console");
     assert_eq!(objects_of(&admin().await, &[job]).await, Vec::<String>::new());
+}
+
+/// GoCD's Helm chart's server Deployment as `helm template gocd gocd/gocd -n gocd` renders
+/// it, reduced to what the sidecar patch meets (no chart can be fetched here).
+const CHART_SERVER: &str = r"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: gocd-server, namespace: gocd, labels: {app: gocd, component: server}}
+spec:
+  replicas: 1
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: gocd, release: gocd, component: server}}
+  template:
+    metadata: {labels: {app: gocd, release: gocd, component: server}}
+    spec:
+      securityContext: {runAsUser: 1000, runAsGroup: 0, fsGroup: 0}
+      serviceAccountName: gocd
+      containers:
+        - name: gocd-server
+          image: gocd/gocd-server:v25.4.0
+          ports: [{containerPort: 8153}]
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_deploy_layouts_are_accepted_by_the_api_server_and_the_sidecar_starts_first() {
+    setup();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let copy = std::env::temp_dir().join(format!("gocd-dind-k8s-layouts-{}", std::process::id()));
+    for dir in ["base", "gocd-sidecar", "standalone"] {
+        std::fs::create_dir_all(copy.join(dir)).unwrap();
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copy.join(dir).join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(copy.join("base/token"), "a-test-token").unwrap();
+    std::fs::write(copy.join("gocd-sidecar/gocd.yaml"), CHART_SERVER).unwrap();
+
+    let sidecar = kubectl(&["kustomize", copy.join("gocd-sidecar").to_str().unwrap()]);
+    let rendered: Vec<serde_json::Value> = sidecar
+        .split("\n---\n")
+        .map(|doc| kubectl_with_input(&["create", "--dry-run=client", "-o", "json", "-f", "-"], Some(doc)))
+        .map(|json| serde_json::from_str(&json).unwrap())
+        .collect();
+    let server = rendered.iter().find(|o| o["kind"] == "Deployment").expect("the server Deployment");
+    let pod = &server["spec"]["template"]["spec"];
+    assert_eq!(pod["initContainers"][0]["name"], "gocd-dind");
+    assert_eq!(pod["initContainers"][0]["restartPolicy"], "Always", "the service is a native sidecar: {pod}");
+    assert!(pod["initContainers"][0]["startupProbe"].is_object(), "GoCD starts after the service answers");
+    let gocd_env = pod["containers"][0]["env"].to_string();
+    assert!(gocd_env.contains("GOCD_DIND_TOKEN_FILE") && gocd_env.contains("GOCD_DIND_SERVICE_URL"), "{gocd_env}");
+    let binding = rendered.iter().find(|o| o["kind"] == "RoleBinding").expect("the RoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], "gocd", "the sidecar runs as the GoCD server's account");
+    let role = rendered.iter().find(|o| o["kind"] == "Role").expect("the Role").to_string();
+    assert!(!role.contains('*'), "no wildcard in the Role: {role}");
+
+    // The API server's own validation and admission, without changing anything.
+    for layout in ["gocd-sidecar", "standalone"] {
+        kubectl(&["apply", "--dry-run=server", "-k", copy.join(layout).to_str().unwrap()]);
+    }
+    let _ = std::fs::remove_dir_all(&copy);
 }

@@ -152,7 +152,13 @@ impl KubernetesRuntime {
 
     /// Deletes the object when it is still the one with this uid: a 404 means it is gone
     /// already, a 409 that the name now belongs to another object. Both leave it be.
-    async fn delete_exact<K>(&self, api: impl Fn(Client) -> Api<K>, what: &str, name: &str, uid: &str) -> Result<(), RuntimeError>
+    async fn delete_exact<K>(
+        &self,
+        api: impl Fn(Client) -> Api<K>,
+        what: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), RuntimeError>
     where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
@@ -193,7 +199,11 @@ impl Runtime for KubernetesRuntime {
     async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError> {
         let pods = self.watch().await?.pods();
         // A pod being deleted is on its way out: it serves no job and counts for nothing.
-        Ok(pods.iter().filter(|p| status::owned(p, owner) && !status::terminating(p)).map(|p| status::pod_info(p)).collect())
+        Ok(pods
+            .iter()
+            .filter(|p| status::owned(p, owner) && !status::terminating(p))
+            .map(|p| status::pod_info(p))
+            .collect())
     }
 
     async fn create_pod(&self, pod: &AgentPod, start: &StartOptions) -> Result<(), RuntimeError> {
@@ -215,7 +225,8 @@ impl Runtime for KubernetesRuntime {
             controller: Some(true),
             block_owner_deletion: None,
         }]);
-        let made = self.api.call("creating the pod's Secret", |c| async { self.secrets(c).create(&post, &secret).await });
+        let made =
+            self.api.call("creating the pod's Secret", |c| async { self.secrets(c).create(&post, &secret).await });
         let (why, secret_uid) = match made.await {
             Ok(made) => match self.wait_running(&name, &uid, start).await {
                 Ok(()) => return Ok(()),
@@ -244,7 +255,7 @@ impl Runtime for KubernetesRuntime {
     async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {
         match self.find(name).await? {
             Some(pod) if !status::owned(&pod, owner) => return Ok(()), // someone else's: leave it
-            Some(pod) if status::terminating(&pod) => {}                 // already on its way
+            Some(pod) if status::terminating(&pod) => {}               // already on its way
             Some(pod) => {
                 let uid = pod.metadata.uid.as_deref().unwrap_or_default();
                 self.delete_exact(|c| self.pods(c), "deleting the pod", name, uid).await?;

@@ -108,12 +108,11 @@ impl ApiClient {
         Fut: Future<Output = Result<T, kube::Error>>,
     {
         let client = self.clients.read().unwrap().calls.clone();
-        match tokio::time::timeout(self.timeout, call(client)).await {
-            Ok(result) => result.map_err(CallError::Api),
-            Err(_) => {
-                tracing::warn!(what, timeout_ms = self.timeout.as_millis(), "API call timed out");
-                Err(CallError::TimedOut(self.timeout))
-            }
+        if let Ok(result) = tokio::time::timeout(self.timeout, call(client)).await {
+            result.map_err(CallError::Api)
+        } else {
+            tracing::warn!(what, timeout_ms = self.timeout.as_millis(), "API call timed out");
+            Err(CallError::TimedOut(self.timeout))
         }
     }
 

@@ -49,7 +49,8 @@ impl PodWatch {
                 let selector = format!("{}={MANAGED_BY}", label_keys::MANAGED_BY);
                 loop {
                     let pods: Api<Pod> = Api::namespaced(api.watch_client(), &api.namespace);
-                    let mut events = watcher(pods, watcher::Config::default().labels(&selector)).default_backoff().boxed();
+                    let mut events =
+                        watcher(pods, watcher::Config::default().labels(&selector)).default_backoff().boxed();
                     while let Some(event) = events.next().await {
                         let unauthorized = match event {
                             Ok(event) => {

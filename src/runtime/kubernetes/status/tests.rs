@@ -44,11 +44,7 @@ fn startup_reads_each_situation_a_starting_pod_can_be_in() {
             json!({"phase": "Pending", "initContainerStatuses": [container("dind", &waiting("ErrImagePull"))]}),
             Startup::Failed("dind: ErrImagePull: ErrImagePull message".into()),
         ),
-        (
-            "pod failed",
-            json!({"phase": "Failed", "message": "evicted"}),
-            Startup::Failed("pod failed: evicted".into()),
-        ),
+        ("pod failed", json!({"phase": "Failed", "message": "evicted"}), Startup::Failed("pod failed: evicted".into())),
     ];
     for (situation, status, expected) in cases {
         assert_eq!(&startup(&pod(status)), expected, "{situation}");
@@ -60,7 +56,9 @@ fn a_dind_that_exited_before_the_agent_started_fails_the_pod_even_while_kubernet
     let mut dind = container("dind", &waiting("PodInitializing"));
     dind["restartCount"] = json!(1);
     dind["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error"}});
-    let p = pod(&json!({"phase": "Pending", "initContainerStatuses": [dind], "containerStatuses": [container("agent", &waiting("PodInitializing"))]}));
+    let p = pod(
+        &json!({"phase": "Pending", "initContainerStatuses": [dind], "containerStatuses": [container("agent", &waiting("PodInitializing"))]}),
+    );
     assert_eq!(startup(&p), Startup::Failed("dind exited with code 1 (Error) before dockerd answered".into()));
     assert!(dind_restarted(&p), "the log worth reading is the previous run's");
 }
@@ -69,16 +67,17 @@ fn a_dind_that_exited_before_the_agent_started_fails_the_pod_even_while_kubernet
 fn a_pod_being_deleted_is_stopped_and_says_so() {
     let mut p = pod(&json!({"phase": "Running", "containerStatuses": [container("agent", &json!({"running": {}}))]}));
     assert_eq!(phase(&p), PodPhase::Running);
-    p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-    ));
+    p.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     assert!(matches!(phase(&p), PodPhase::Stopped(why) if why.contains("deleted")));
     assert!(notes(&p).contains(&"being deleted".to_owned()));
 }
 
 #[test]
 fn the_agent_exiting_stops_the_pod() {
-    let p = pod(&json!({"phase": "Running", "containerStatuses": [container("agent", &json!({"terminated": {"exitCode": 137}}))]}));
+    let p = pod(
+        &json!({"phase": "Running", "containerStatuses": [container("agent", &json!({"terminated": {"exitCode": 137}}))]}),
+    );
     assert_eq!(phase(&p), PodPhase::Stopped("agent exited with code 137".into()));
 }
 
@@ -97,5 +96,8 @@ fn pod_info_comes_from_labels_and_the_report_lists_containers_and_scheduling_tro
         shown,
         [("dind".into(), "terminated: exit code 2 (Error)".into()), ("agent".into(), "PodInitializing".into())]
     );
-    assert_eq!(notes(&p), ["PodScheduled: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector"]);
+    assert_eq!(
+        notes(&p),
+        ["PodScheduled: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector"]
+    );
 }
