@@ -172,7 +172,7 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(clock: Clock) -> Harness {
-    Harness::start(std::sync::Arc::new(Runtimes::new(None)), clock, ServiceOptions::default())
+    Harness::start(std::sync::Arc::new(Runtimes::new()), clock, ServiceOptions::default())
         .await
         .expect("the service starts on loopback")
 }
