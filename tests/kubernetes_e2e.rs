@@ -44,6 +44,18 @@ fn kubeconfig() -> String {
         .unwrap_or_else(|_| "/var/lib/gocd-dind-k8s/kubeconfig/admin.kubeconfig".into())
 }
 
+/// Whether `kubectl ARGS` succeeds (e.g. `auth can-i`, which exits 1 for "no").
+fn kubectl_status(args: &[&str]) -> bool {
+    std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 /// `kubectl ARGS` as the cluster admin; panics with its output when it fails.
 fn kubectl(args: &[&str]) -> String {
     kubectl_with_input(args, None)
@@ -665,4 +677,32 @@ async fn both_deploy_layouts_are_accepted_by_the_api_server_and_the_sidecar_star
         kubectl(&["apply", "--dry-run=server", "-k", copy.join(layout).to_str().unwrap()]);
     }
     let _ = std::fs::remove_dir_all(&copy);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_role_lets_the_runtime_read_its_namespaces_uid_and_nothing_else_cluster_wide() {
+    let setup = setup();
+    let profile: gocd_dind::protocol::Properties = serde_json::from_value(setup.profile.clone()).unwrap();
+    let settings = gocd_dind::settings::ClusterSettings::parse(&profile, false).unwrap();
+    let runtime = gocd_dind::runtime::kubernetes::KubernetesRuntime::connect(&settings.kubernetes).unwrap();
+    let uid = runtime.namespace_uid().await.unwrap();
+    let expected = kubectl(&["get", "namespace", NAMESPACE, "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(uid, expected, "the uid of {NAMESPACE}");
+    let account = "--as=system:serviceaccount:gocd:gocd-dind";
+    // As the API server sees a request, a namespace object lies in its own namespace.
+    let can = |namespace: &str, verb: &str, what: &str| {
+        let mut args = vec!["auth", "can-i", account, "-n", namespace, verb];
+        args.extend(what.split(' '));
+        kubectl_status(&args)
+    };
+    assert!(can(NAMESPACE, "get", &format!("namespaces/{NAMESPACE}")), "the Role grants its own namespace");
+    for (namespace, verb, what) in [
+        ("kube-system", "get", "namespaces/kube-system"),
+        (NAMESPACE, "list", "secrets"),
+        (NAMESPACE, "update", "pods"),
+        (NAMESPACE, "create", "pods --subresource=exec"),
+        ("gocd", "list", "pods"),
+    ] {
+        assert!(!can(namespace, verb, what), "the Role must not grant {verb} {what} in {namespace}");
+    }
 }

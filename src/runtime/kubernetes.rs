@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, LogParams, PostParams, Preconditions};
 use kube::Client;
@@ -63,6 +63,21 @@ impl KubernetesRuntime {
 
     fn namespace(&self) -> &str {
         &self.api.namespace
+    }
+
+    /// Which cluster and namespace this runtime reaches, however the profile spells the
+    /// address: the agents' namespace's uid, unique per cluster and namespace (a namespace
+    /// deleted and made again is another place, and its pods went with it). Reading it
+    /// needs only `get` on that one namespace, which the Role in deploy/kubernetes grants
+    /// (a Role may: the namespace is the object's own).
+    pub async fn namespace_uid(&self) -> Result<String, RuntimeError> {
+        let namespace =
+            self.api
+                .call("reading the agents' namespace", |c| async move {
+                    Api::<Namespace>::all(c).get(self.namespace()).await
+                })
+                .await?;
+        namespace.metadata.uid.ok_or_else(|| RuntimeError::Other(format!("namespace {} has no uid", self.namespace())))
     }
 
     fn pods(&self, client: Client) -> Api<Pod> {
