@@ -14,7 +14,6 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use base64::Engine as _;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
 use gocd_dind::pod::label_keys;
@@ -26,9 +25,9 @@ use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{json, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::support::{Served, AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE, JOB_IMAGE_TAR};
+use crate::local_cluster::{self, admin, kubeconfig, kubectl, kubectl_status, kubectl_with_input, NAMESPACE};
+use crate::support::{Served, JOB_IMAGE, JOB_IMAGE_TAR};
 
-const NAMESPACE: &str = "gocd-dind-agents";
 /// A bound for waits that would otherwise hang a broken run; never a timing claim.
 const GONE_WITHIN: Duration = Duration::from_secs(120);
 
@@ -39,125 +38,10 @@ async fn pod_slots(pods: u32) -> SemaphorePermit<'static> {
     POD_SLOTS.acquire_many(pods).await.expect("the pod semaphore is never closed")
 }
 
-fn kubeconfig() -> String {
-    std::env::var("GOCD_DIND_KUBECONFIG")
-        .unwrap_or_else(|_| "/var/lib/gocd-dind-k8s/kubeconfig/admin.kubeconfig".into())
-}
-
-/// Whether `kubectl ARGS` succeeds (e.g. `auth can-i`, which exits 1 for "no").
-fn kubectl_status(args: &[&str]) -> bool {
-    std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig())
-        .args(args)
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
-/// `kubectl ARGS` as the cluster admin; panics with its output when it fails.
-fn kubectl(args: &[&str]) -> String {
-    kubectl_with_input(args, None)
-}
-
-fn kubectl_with_input(args: &[&str], input: Option<&str>) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig())
-        .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("kubectl cannot be run ({e}); run `bash .ci/k8s-up.sh` first"));
-    if let Some(input) = input {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {} failed: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// What every test needs from the cluster, set up once per test binary: deploy/kubernetes
-/// applied (the agents' namespace, the Role, the service's account), and a cluster
-/// profile that reaches the API server as that account.
-struct Setup {
-    profile: Value,
-}
-
-fn setup() -> &'static Setup {
-    static SETUP: OnceLock<Setup> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let path = kubeconfig();
-        assert!(
-            std::path::Path::new(&path).is_file(),
-            "Kubernetes end-to-end tests need the local cluster: no kubeconfig at {path}; run `bash .ci/k8s-up.sh` (as root) \
-             and set GOCD_DIND_KUBECONFIG to the path it prints last"
-        );
-        kubectl(&["get", "--raw", "/readyz"]);
-        for image in [AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE] {
-            // kubelet would try to pull a missing image, and there is no registry here.
-            let listed = std::process::Command::new("ctr")
-                .args(["-a", "/run/gocd-dind-k8s/containerd/containerd.sock", "-n", "k8s.io", "images", "ls", "-q"])
-                .output()
-                .expect("ctr lists the cluster's images");
-            let images = String::from_utf8_lossy(&listed.stdout);
-            assert!(
-                images.lines().any(|l| l == format!("docker.io/{image}")),
-                "test image {image} is not in the cluster's containerd; run `bash .ci/k8s-up.sh`"
-            );
-        }
-        apply_deploy_base();
-        let token = kubectl(&["-n", "gocd", "create", "token", "gocd-dind", "--duration=4h"]);
-        let api_url = kubectl(&["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}"]);
-        let ca = kubectl(&["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"]);
-        let ca_pem = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ca.trim()).unwrap()).unwrap();
-        let profile = json!({
-            "runtime": "kubernetes",
-            "kubernetes_cluster_url": api_url,
-            "kubernetes_cluster_ca_cert": ca_pem,
-            "security_token": token.trim(),
-            "namespace": NAMESPACE,
-            "go_server_url": "https://127.0.0.1:8154/go",
-            "agent_image": AGENT_IMAGE,
-            "dind_image": DIND_IMAGE,
-            "dind_security": "capabilities",
-        });
-        Setup { profile }
-    })
-}
-
-/// `kubectl apply -k deploy/kubernetes/base` with a token of its own, into the `gocd`
-/// namespace GoCD's chart would have made.
-fn apply_deploy_base() {
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/base");
-    let copy = std::env::temp_dir().join(format!("gocd-dind-k8s-base-{}", std::process::id()));
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
-    }
-    std::fs::write(copy.join("token"), uuid::Uuid::new_v4().simple().to_string()).unwrap();
-    let namespace = kubectl(&["create", "namespace", "gocd", "--dry-run=client", "-o", "yaml"]);
-    kubectl_with_input(&["apply", "-f", "-"], Some(&namespace));
-    kubectl(&["apply", "-k", copy.to_str().unwrap()]);
-    let _ = std::fs::remove_dir_all(&copy);
-}
-
-async fn admin() -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig()).expect("reading the admin kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("the admin kubeconfig is usable");
-    kube::Client::try_from(config).expect("an admin client")
+/// The cluster profile every test starts from (`local_cluster::prepare`, once per binary).
+fn profile() -> &'static Value {
+    static PROFILE: OnceLock<Value> = OnceLock::new();
+    PROFILE.get_or_init(local_cluster::prepare)
 }
 
 fn pods(client: &kube::Client) -> Api<Pod> {
@@ -316,14 +200,13 @@ async fn run_job(pod: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_run_docker_run_v_from_godata_over_mutual_tls_in_both_dind_security_modes() {
-    let setup = setup();
     let client = admin().await;
     let _slots = pod_slots(2).await;
     let jobs = [job_id(), job_id()];
     let _sweep = Sweep(jobs.to_vec());
     let h = harness().await;
-    let capabilities = setup.profile.clone();
-    let mut privileged = setup.profile.clone();
+    let capabilities = profile().clone();
+    let mut privileged = profile().clone();
     privileged["dind_security"] = json!("privileged");
 
     send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&capabilities, jobs[0])).await;
@@ -360,7 +243,7 @@ async fn jobs_run_docker_run_v_from_godata_over_mutual_tls_in_both_dind_security
 
     for (name, job) in names.iter().zip(jobs) {
         h.gocd.set_agent(name, "Idle", "Enabled");
-        send(&h, "cd.go.elastic-agent.job-completion", &completion(&setup.profile, name, job)).await;
+        send(&h, "cd.go.elastic-agent.job-completion", &completion(profile(), name, job)).await;
     }
     for name in &names {
         assert_gone(&client, name).await;
@@ -370,14 +253,13 @@ async fn jobs_run_docker_run_v_from_godata_over_mutual_tls_in_both_dind_security
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_holds_no_cluster_credentials_no_host_socket_and_no_other_pod_reaches_its_dockerd() {
-    let setup = setup();
     let client = admin().await;
     let _slots = pod_slots(2).await;
     let jobs = [job_id(), job_id()];
     let _sweep = Sweep(jobs.to_vec());
     let h = harness().await;
     for job in jobs {
-        send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&setup.profile, job)).await;
+        send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(profile(), job)).await;
     }
     let [a, b] = [wait_up(&h, jobs[0]).await, wait_up(&h, jobs[1]).await];
 
@@ -419,20 +301,19 @@ async fn a_pod_holds_no_cluster_credentials_no_host_socket_and_no_other_pod_reac
 
     for (name, job) in [(&a, jobs[0]), (&b, jobs[1])] {
         h.gocd.set_agent(name, "Idle", "Enabled");
-        send(&h, "cd.go.elastic-agent.job-completion", &completion(&setup.profile, name, job)).await;
+        send(&h, "cd.go.elastic-agent.job-completion", &completion(profile(), name, job)).await;
         assert_gone(&client, name).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_agent_sent_five_times_at_once_makes_one_pod() {
-    let setup = setup();
     let client = admin().await;
     let _slots = pod_slots(1).await;
     let job = job_id();
     let _sweep = Sweep(vec![job]);
     let h = harness().await;
-    let body = create_agent_body(&setup.profile, job);
+    let body = create_agent_body(profile(), job);
     let answers =
         futures_util::future::join_all((0..5).map(|_| h.send("cd.go.elastic-agent.create-agent", &body))).await;
     for answer in answers {
@@ -446,21 +327,20 @@ async fn create_agent_sent_five_times_at_once_makes_one_pod() {
     assert_eq!(listed, [format!("pod {name}"), format!("secret {name}-tls")], "one pod (and its Secret) for job {job}");
     assert_eq!(h.gocd.console_text().matches("Creating agent pod").count(), 1, "{}", h.gocd.console_text());
     h.gocd.set_agent(&name, "Idle", "Enabled");
-    send(&h, "cd.go.elastic-agent.job-completion", &completion(&setup.profile, &name, job)).await;
+    send(&h, "cd.go.elastic-agent.job-completion", &completion(profile(), &name, job)).await;
     assert_gone(&client, &name).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_whose_agent_never_registers_is_removed_by_server_ping() {
-    let setup = setup();
     let client = admin().await;
     let _slots = pod_slots(1).await;
     let job = job_id();
     let _sweep = Sweep(vec![job]);
     let clock = Clock::default();
     let h = harness_with(clock.clone()).await;
-    let ping = json!({"all_cluster_profile_properties": [setup.profile]});
-    send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&setup.profile, job)).await;
+    let ping = json!({"all_cluster_profile_properties": [profile()]});
+    send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(profile(), job)).await;
     let name = wait_up(&h, job).await;
     send(&h, "cd.go.elastic-agent.server-ping", &ping).await;
     assert!(
@@ -476,7 +356,6 @@ async fn a_pod_whose_agent_never_registers_is_removed_by_server_ping() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn job_completion_after_the_service_was_killed_and_restarted_removes_the_pod_and_its_secret() {
-    let setup = setup();
     let client = admin().await;
     let _slots = pod_slots(1).await;
     let job = job_id();
@@ -485,7 +364,7 @@ async fn job_completion_after_the_service_was_killed_and_restarted_removes_the_p
     let gocd = gocd_dind::fake_gocd::FakeGocd::start(&token).await.unwrap();
 
     let mut first = Served::start(&gocd.url, &token, &[], &[]).await;
-    let (status, text) = first.send("cd.go.elastic-agent.create-agent", &create_agent_body(&setup.profile, job)).await;
+    let (status, text) = first.send("cd.go.elastic-agent.create-agent", &create_agent_body(profile(), job)).await;
     assert_eq!(status, 200, "{text}");
     // The service says so in the job's console once the agent container runs.
     gocd.wait_until(|g| g.console_text().contains("is up after") || g.console_text().contains("failed to start")).await;
@@ -498,7 +377,7 @@ async fn job_completion_after_the_service_was_killed_and_restarted_removes_the_p
 
     let second = Served::start(&gocd.url, &token, &[], &[]).await;
     gocd.set_agent(&name, "Idle", "Enabled");
-    let completed = second.send("cd.go.elastic-agent.job-completion", &completion(&setup.profile, &name, job)).await;
+    let completed = second.send("cd.go.elastic-agent.job-completion", &completion(profile(), &name, job)).await;
     assert_eq!(completed.0, 200, "{}", completed.1);
     assert_gone(&client, &name).await;
     let deleted = gocd.calls_to("go.processor.elastic-agents.delete-agents");
@@ -536,12 +415,11 @@ async fn assert_explained_and_removed(h: &Harness, profile: &Value, job: i64, ex
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_that_does_not_exist_is_explained_and_the_pod_removed() {
-    let setup = setup();
     let _slots = pod_slots(1).await;
     let job = job_id();
     let _sweep = Sweep(vec![job]);
     let h = harness().await;
-    let mut profile = setup.profile.clone();
+    let mut profile = profile().clone();
     profile["agent_image"] = json!("gocd-dind-test/no-such-image:1");
     send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&profile, job)).await;
     assert_explained_and_removed(&h, &profile, job, &["ErrImagePull", "gocd-dind-test/no-such-image:1"]).await;
@@ -549,13 +427,12 @@ async fn an_image_that_does_not_exist_is_explained_and_the_pod_removed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dind_that_never_answers_is_explained_with_its_log_and_the_pod_removed() {
-    let setup = setup();
     let _slots = pod_slots(1).await;
     let job = job_id();
     let _sweep = Sweep(vec![job]);
     let h = harness().await;
     // Debian without docker.io: the dind script fails at once (no docker CLI, no dockerd).
-    let mut profile = setup.profile.clone();
+    let mut profile = profile().clone();
     profile["dind_image"] = json!(JOB_IMAGE);
     send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&profile, job)).await;
     assert_explained_and_removed(&h, &profile, job, &["dind exited with code", "cannot stat"]).await;
@@ -563,13 +440,12 @@ async fn a_dind_that_never_answers_is_explained_with_its_log_and_the_pod_removed
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_no_node_can_take_is_explained_and_removed_when_its_start_budget_ends() {
-    let setup = setup();
     let job = job_id();
     let _sweep = Sweep(vec![job]);
     let h = harness().await;
     // The start budget is the auto-register timeout: a pod must be up before its agent
     // can register. One minute, the shortest a profile allows.
-    let mut profile = setup.profile.clone();
+    let mut profile = profile().clone();
     profile["auto_register_timeout"] = json!("1");
     let mut body = create_agent_body(&profile, job);
     body["elastic_agent_profile_properties"] =
@@ -589,7 +465,6 @@ async fn a_pod_no_node_can_take_is_explained_and_removed_when_its_start_budget_e
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_without_the_role_is_refused_and_the_refusal_names_rbac() {
-    let setup = setup();
     let job = job_id();
     let _sweep = Sweep(vec![job]);
     let account = kubectl(&[
@@ -604,7 +479,7 @@ async fn an_account_without_the_role_is_refused_and_the_refusal_names_rbac() {
     ]);
     kubectl_with_input(&["apply", "-f", "-"], Some(&account));
     let token = kubectl(&["-n", "gocd", "create", "token", "gocd-dind-without-role", "--duration=1h"]);
-    let mut profile = setup.profile.clone();
+    let mut profile = profile().clone();
     profile["security_token"] = json!(token.trim());
     let h = harness().await;
     send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&profile, job)).await;
@@ -641,17 +516,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn both_deploy_layouts_are_accepted_by_the_api_server_and_the_sidecar_starts_first() {
-    setup();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
-    let copy = std::env::temp_dir().join(format!("gocd-dind-k8s-layouts-{}", std::process::id()));
-    for dir in ["base", "gocd-sidecar", "standalone"] {
-        std::fs::create_dir_all(copy.join(dir)).unwrap();
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), copy.join(dir).join(entry.file_name())).unwrap();
-        }
-    }
-    std::fs::write(copy.join("base/token"), "a-test-token").unwrap();
+    profile();
+    let copy = local_cluster::copy_deploy(&["gocd-sidecar", "standalone"]);
     std::fs::write(copy.join("gocd-sidecar/gocd.yaml"), CHART_SERVER).unwrap();
 
     let sidecar = kubectl(&["kustomize", copy.join("gocd-sidecar").to_str().unwrap()]);
@@ -681,8 +547,7 @@ async fn both_deploy_layouts_are_accepted_by_the_api_server_and_the_sidecar_star
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_role_lets_the_runtime_read_its_namespaces_uid_and_nothing_else_cluster_wide() {
-    let setup = setup();
-    let profile: gocd_dind::protocol::Properties = serde_json::from_value(setup.profile.clone()).unwrap();
+    let profile: gocd_dind::protocol::Properties = serde_json::from_value(profile().clone()).unwrap();
     let settings = gocd_dind::settings::ClusterSettings::parse(&profile, false).unwrap();
     let runtime = gocd_dind::runtime::kubernetes::KubernetesRuntime::connect(&settings.kubernetes).unwrap();
     let uid = runtime.namespace_uid().await.unwrap();

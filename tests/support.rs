@@ -62,9 +62,7 @@ pub async fn memory_harness() -> MemoryHarness {
     MemoryHarness { harness, runtime, clock }
 }
 
-pub const AGENT_IMAGE: &str = "gocd-dind-test/agent:latest";
-pub const DIND_IMAGE: &str = "gocd-dind-test/dind:latest";
-pub const JOB_IMAGE: &str = "gocd-dind-test/debian:bookworm";
+pub use crate::local_cluster::{AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE};
 pub const JOB_IMAGE_TAR: &str = "/var/cache/gocd-dind/debian-bookworm.tar";
 
 /// The engine and the test images, or a panic that says how to get them: Docker tests

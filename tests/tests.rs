@@ -1,6 +1,7 @@
 //! One integration-test binary (links once). Docker end-to-end tests need the engine
 //! that `.ci/run` starts and fail loudly without it.
 
+mod local_cluster;
 mod support;
 
 mod binary;

@@ -1,0 +1,210 @@
+//! The pod lifecycle on the local Kubernetes cluster (`.ci/k8s-up.sh`): the service against
+//! a baseline of the same pod applied with `kubectl` and waited for, side by side in one
+//! run.
+//!
+//!   cargo bench --bench kubernetes      (GOCD_DIND_BENCH_RUNS=5 by default)
+//!
+//! For each run:
+//! - create → agent started: create-agent sent → the service's pod start finished, which it
+//!   reports once the agent container runs (after dind's TLS startup probe passed). The
+//!   baseline: the same pod and Secret (`gocd_dind::pod::build`, same profile) written by
+//!   `kubectl create -f`, then watched until the agent container runs.
+//! - teardown: job-completion sent → the pod and its Secret gone from the API. The
+//!   baseline: `kubectl delete pod,secret --wait=false`, then watched until both are gone.
+//!
+//! Both sides wait through a watch from this process, so they pay the same to observe.
+//! Service and baseline runs alternate (ABBA) and one warm-up of each is not counted.
+//! Target: service/baseline ≤ 1.10.
+
+// Shared with the end-to-end tests, which use more of it.
+#[allow(dead_code)]
+#[path = "../tests/local_cluster.rs"]
+mod local_cluster;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use gocd_dind::clock::Clock;
+use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
+use gocd_dind::pod::{Ownership, PodRequest};
+use gocd_dind::protocol::{JobIdentifier, Properties};
+use gocd_dind::runtime::Runtimes;
+use gocd_dind::service::ServiceOptions;
+use gocd_dind::settings::{ClusterSettings, ElasticSettings};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::Api;
+use local_cluster::NAMESPACE;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    ready: Duration,
+    teardown: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    let runs: usize =
+        std::env::var("GOCD_DIND_BENCH_RUNS").ok().map_or(Ok(5), |r| r.parse()).context("GOCD_DIND_BENCH_RUNS")?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(runs.max(1)))
+}
+
+async fn bench(runs: usize) -> anyhow::Result<()> {
+    let profile = local_cluster::prepare();
+    let client = local_cluster::admin().await;
+    let harness = Harness::start(Arc::new(Runtimes::new()), Clock::default(), ServiceOptions::default()).await?;
+    let first_job = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() % 1_000_000_000)? * 1000;
+    println!("gocd-dind kubernetes bench: {runs} runs of the service and of kubectl (1 warm-up each)");
+    service_run(&client, &harness, &profile, first_job).await.context("service warm-up")?;
+    baseline_run(&client, &profile, first_job).await.context("baseline warm-up")?;
+
+    let (mut service, mut baseline) = (Vec::new(), Vec::new());
+    println!(
+        "\n  {:>3}  {:>18}  {:>18}  {:>18}  {:>18}",
+        "run", "service ready ms", "kubectl ready ms", "service teardown", "kubectl teardown"
+    );
+    for run in 0..runs {
+        let job = first_job + 1 + i64::try_from(run)?;
+        let (s, b) = if run % 2 == 0 {
+            let s = service_run(&client, &harness, &profile, job).await?;
+            (s, baseline_run(&client, &profile, job).await?)
+        } else {
+            let b = baseline_run(&client, &profile, job).await?;
+            (service_run(&client, &harness, &profile, job).await?, b)
+        };
+        println!(
+            "  {run:>3}  {:>18.0}  {:>18.0}  {:>18.0}  {:>18.0}",
+            ms(s.ready),
+            ms(b.ready),
+            ms(s.teardown),
+            ms(b.teardown)
+        );
+        service.push(s);
+        baseline.push(b);
+    }
+    report("create-agent → agent container started", &service, &baseline, |s| s.ready);
+    report("job-completion → pod and Secret gone", &service, &baseline, |s| s.teardown);
+    Ok(())
+}
+
+async fn service_run(client: &kube::Client, h: &Harness, profile: &Value, job: i64) -> anyhow::Result<Sample> {
+    let started = Instant::now();
+    let (status, text) = h.send("cd.go.elastic-agent.create-agent", &create_agent_body(profile, job)).await?;
+    if status != 200 {
+        bail!("create-agent answered {status}: {text}");
+    }
+    h.service.settle().await;
+    let ready = started.elapsed();
+    let Some(pod) = h.service.pod_of_job(job).map(|r| r.info.name) else {
+        bail!("the pod did not start: {:?}\n{}", h.service.last_failure(job).map(|f| f.reason), h.gocd.console_text());
+    };
+    h.gocd.set_agent(&pod, "Idle", "Enabled");
+    let completion = json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job), "cluster_profile_properties": profile, "elastic_agent_profile_properties": {}});
+    let started = Instant::now();
+    let (status, text) = h.send("cd.go.elastic-agent.job-completion", &completion).await?;
+    if status != 200 {
+        bail!("job-completion answered {status}: {text}");
+    }
+    gone(client, &pod).await?;
+    Ok(Sample { ready, teardown: started.elapsed() })
+}
+
+async fn baseline_run(client: &kube::Client, profile: &Value, job: i64) -> anyhow::Result<Sample> {
+    let name = gocd_dind::pod::new_name();
+    let manifest = baseline_manifest(profile, &name, job)?;
+    let file = std::env::temp_dir().join(format!("{name}.json"));
+    std::fs::write(&file, serde_json::to_vec(&manifest)?)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let started = Instant::now();
+    kubectl(&["create", "-f", file.to_str().unwrap()]).await?;
+    await_condition(pods, &name, agent_running).await?;
+    let ready = started.elapsed();
+    let _ = std::fs::remove_file(&file);
+    let started = Instant::now();
+    kubectl(&["-n", NAMESPACE, "delete", "--wait=false", &format!("pod/{name}"), &format!("secret/{name}-tls")])
+        .await?;
+    gone(client, &name).await?;
+    Ok(Sample { ready, teardown: started.elapsed() })
+}
+
+/// The pod the service would build for this job, under an owner the service does not know.
+fn baseline_manifest(profile: &Value, name: &str, job: i64) -> anyhow::Result<Value> {
+    let props: Properties = serde_json::from_value(profile.clone())?;
+    let cluster = ClusterSettings::parse(&props, false).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let elastic = ElasticSettings::parse(&Properties::default()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let owner = Ownership::new("kubectl-baseline", cluster.id());
+    let built = gocd_dind::pod::build(&PodRequest {
+        name,
+        ownership: &owner,
+        go_server_url: "https://127.0.0.1:8154/go",
+        cluster: &cluster,
+        elastic: &elastic,
+        job: &JobIdentifier { job_id: job, ..JobIdentifier::default() },
+        environment: None,
+        auto_register_key: "baseline",
+        tls: &gocd_dind::tls::mint(name)?,
+    })?;
+    Ok(json!({"apiVersion": "v1", "kind": "List", "items": [
+        with_kind(serde_json::to_value(&built.pod)?, "Pod"),
+        with_kind(serde_json::to_value(&built.secret)?, "Secret"),
+    ]}))
+}
+
+fn with_kind(mut object: Value, kind: &str) -> Value {
+    object["apiVersion"] = json!("v1");
+    object["kind"] = json!(kind);
+    object
+}
+
+fn agent_running(pod: Option<&Pod>) -> bool {
+    let statuses = pod.and_then(|p| p.status.as_ref()).and_then(|s| s.container_statuses.as_ref());
+    statuses.is_some_and(|all| {
+        all.iter().any(|c| c.name == "agent" && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    })
+}
+
+/// Waits until the pod and its Secret are gone from the API.
+async fn gone(client: &kube::Client, pod: &str) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secret = format!("{pod}-tls");
+    if let Some(uid) = pods.get_opt(pod).await?.and_then(|p| p.metadata.uid) {
+        await_condition(pods, pod, conditions::is_deleted(&uid)).await?;
+    }
+    if let Some(uid) = secrets.get_opt(&secret).await?.and_then(|s| s.metadata.uid) {
+        await_condition(secrets, &secret, conditions::is_deleted(&uid)).await?;
+    }
+    Ok(())
+}
+
+async fn kubectl(args: &[&str]) -> anyhow::Result<()> {
+    let out = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(local_cluster::kubeconfig())
+        .args(args)
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn report(what: &str, service: &[Sample], baseline: &[Sample], pick: impl Fn(&Sample) -> Duration) {
+    let stats = |samples: &[Sample]| {
+        let mut values: Vec<f64> = samples.iter().map(|s| ms(pick(s))).collect();
+        values.sort_by(f64::total_cmp);
+        (values[0], values[values.len() / 2])
+    };
+    let ((s_min, s_med), (b_min, b_med)) = (stats(service), stats(baseline));
+    println!(
+        "\n{what}\n  service  min {s_min:>7.0} ms  median {s_med:>7.0} ms\n  kubectl  min {b_min:>7.0} ms  median {b_med:>7.0} ms\n  ratio    min {:>7.2}     median {:>7.2}   (target ≤ 1.10)",
+        s_min / b_min,
+        s_med / b_med
+    );
+}
