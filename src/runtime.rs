@@ -16,7 +16,7 @@ use async_trait::async_trait;
 /// What a listing reports; defined with the rules that decide over it.
 pub use crate::listing::{PodInfo, PodPhase};
 use crate::pod::{AgentPod, Ownership};
-use crate::settings::{ClusterId, ClusterSettings, DockerConnection, KubernetesConnection, RuntimeKind};
+use crate::settings::{ClusterSettings, DockerConnection, KubernetesConnection, RuntimeKind};
 
 /// What a status report shows about one pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +63,12 @@ pub struct StartOptions {
 pub trait Runtime: Send + Sync {
     /// A short description for reports and errors, e.g. the engine's address and version.
     async fn describe(&self) -> Result<String, RuntimeError>;
+    /// Who this engine is, whatever a profile calls it: the Docker engine's own ID, or
+    /// the UID of the Kubernetes namespace the pods live in (unique to the cluster and
+    /// the namespace). Pods are labelled with the cluster it names
+    /// (`ClusterId::of_identity`), so two spellings of one place share their pods. The
+    /// service asks once per spelling and remembers the answer.
+    async fn identity(&self) -> Result<String, RuntimeError>;
     /// Pod fields this runtime cannot honour, each with the reason; checked before
     /// anything is created so nothing is silently dropped.
     fn unsupported(&self, _pod: &AgentPod) -> Vec<String> {
@@ -95,7 +101,8 @@ pub trait RuntimeProvider: Send + Sync {
 pub struct Runtimes {
     #[cfg(feature = "test-doubles")]
     memory: Option<Arc<memory::MemoryRuntime>>,
-    cache: std::sync::Mutex<std::collections::HashMap<ClusterId, Cached>>,
+    /// By `ClusterSettings::place`: the address as spelled, with its credentials.
+    cache: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
 }
 
 /// A runtime and the connection it was made for.
@@ -144,7 +151,7 @@ impl RuntimeProvider for Runtimes {
             RuntimeKind::Kubernetes => Connection::Kubernetes(cluster.kubernetes.clone()),
         };
         let mut cache = self.cache.lock().unwrap();
-        if let Some((cached, runtime)) = cache.get(&cluster.id()) {
+        if let Some((cached, runtime)) = cache.get(&cluster.place()) {
             if *cached == connection {
                 return Ok(runtime.clone());
             }
@@ -153,12 +160,12 @@ impl RuntimeProvider for Runtimes {
             Connection::Docker(c) => Arc::new(docker::DockerRuntime::new(c.clone())),
             Connection::Kubernetes(c) => Arc::new(kubernetes::KubernetesRuntime::connect(c)?),
         };
-        cache.insert(cluster.id(), (connection, runtime.clone()));
+        cache.insert(cluster.place(), (connection, runtime.clone()));
         Ok(runtime)
     }
 
     fn retain(&self, live: &[ClusterSettings]) {
-        let live: std::collections::HashSet<ClusterId> = live.iter().map(ClusterSettings::id).collect();
+        let live: std::collections::HashSet<String> = live.iter().map(ClusterSettings::place).collect();
         self.cache.lock().unwrap().retain(|id, _| live.contains(id));
     }
 }

@@ -6,7 +6,7 @@ mod profiles;
 mod registry;
 mod reports;
 
-pub use profiles::{TrackedClusters, READY_PROBE_TIMEOUT};
+pub use profiles::{OrphanView, TrackedClusters, READY_PROBE_TIMEOUT};
 pub use registry::{Failure, Lifecycle, PodRecord, Registry};
 pub use reports::{ClusterView, PodRow};
 
@@ -64,7 +64,8 @@ pub enum ClusterError {
     /// The profile's properties do not parse; the message lists every problem.
     #[error("{0}")]
     Invalid(String),
-    /// GoCD (through the bridge) did not answer: try again later.
+    /// GoCD (through the bridge), or an engine never identified yet, did not answer:
+    /// try again later.
     #[error("{0}")]
     Transient(String),
 }
@@ -82,6 +83,11 @@ pub struct Service {
     clusters: Mutex<HashMap<ClusterId, Cluster>>,
     last_agents: Mutex<Vec<AgentMetadata>>,
     last_refresh: Mutex<HashMap<ClusterId, std::time::Instant>>,
+    /// The cluster each place (`ClusterSettings::place`, an address as spelled) was found
+    /// to be, asked of its engine once: an engine that is down later stays identified.
+    identities: Mutex<HashMap<String, ClusterId>>,
+    /// Clusters no profile names any more that may still hold pods of this server.
+    orphans: Mutex<BTreeMap<ClusterId, profiles::Orphan>>,
     /// Whether any cluster profile GoCD reported runs on Kubernetes: elastic profiles are
     /// then validated only against what every runtime honours.
     kubernetes_in_use: std::sync::atomic::AtomicBool,
@@ -111,6 +117,8 @@ impl Service {
             clusters: Mutex::default(),
             last_agents: Mutex::default(),
             last_refresh: Mutex::default(),
+            identities: Mutex::default(),
+            orphans: Mutex::default(),
             kubernetes_in_use: std::sync::atomic::AtomicBool::new(false),
             tasks: TaskTracker::new(),
             settling: tokio::sync::Mutex::default(),
@@ -163,11 +171,21 @@ impl Service {
         Ok(info)
     }
 
-    /// Which cluster a profile's settings name: the key of everything kept per cluster
-    /// and the cluster label of its pods.
-    #[allow(clippy::unnecessary_wraps, clippy::unused_self)] // identifying a cluster will ask its engine (issue 8 item 3)
-    fn cluster_id(&self, settings: &ClusterSettings) -> Result<ClusterId, ClusterError> {
-        Ok(settings.id())
+    /// Which cluster a profile's settings name (the key of everything kept per cluster,
+    /// and the cluster label of its pods): the engine's own identity, asked once per
+    /// spelling of its place and then remembered. An engine never identified and not
+    /// answering names no cluster yet: a transient error, so nothing is decided on it.
+    async fn cluster_id(&self, settings: &ClusterSettings, runtime: &dyn Runtime) -> Result<ClusterId, ClusterError> {
+        let place = settings.place();
+        if let Some(id) = self.identities.lock().unwrap().get(&place) {
+            return Ok(id.clone());
+        }
+        let identity = runtime.identity().await.map_err(|e| {
+            ClusterError::Transient(format!("cannot tell which engine the cluster profile points at: {e}"))
+        })?;
+        let id = ClusterId::of_identity(settings.runtime, &identity);
+        self.identities.lock().unwrap().insert(place, id.clone());
+        Ok(id)
     }
 
     /// Resolves a cluster profile. Needs the server id (ownership labels), so it fails
@@ -178,9 +196,11 @@ impl Service {
             .server_info()
             .await
             .map_err(|e| ClusterError::Transient(format!("cannot learn GoCD's server id: {e}")))?;
-        let id = self.cluster_id(&settings)?;
+        let id = self.cluster_id(&settings, runtime.as_ref()).await?;
         let cluster = Cluster { owner: Ownership::new(&info.server_id, id.clone()), id: id.clone(), runtime, settings };
-        self.clusters.lock().unwrap().insert(id, cluster.clone());
+        self.clusters.lock().unwrap().insert(id.clone(), cluster.clone());
+        // A profile names it again: its pods are managed again.
+        self.orphans.lock().unwrap().remove(&id);
         Ok(cluster)
     }
 
@@ -298,92 +318,4 @@ impl Service {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use super::*;
-    use crate::runtime::memory::{MemoryProvider, MemoryRuntime};
-
-    fn service() -> Arc<Service> {
-        let clock = Clock::default();
-        let runtimes = Arc::new(MemoryProvider::new(MemoryRuntime::new(clock.clone())));
-        // Nothing here calls GoCD: no bridge needs to listen.
-        Service::new(runtimes, ProcessorClient::new("http://127.0.0.1:9", "t"), clock, ServiceOptions::default())
-    }
-
-    /// A resolved cluster on its own in-memory engine, known to `service` as GoCD's
-    /// requests would leave it.
-    fn known(service: &Service, host: &str) -> Arc<MemoryRuntime> {
-        let runtime = MemoryRuntime::new(Clock::default());
-        let props = crate::protocol::Properties::from_pairs(&[("runtime", "memory"), ("docker_host", host)]);
-        let settings = ClusterSettings::parse(&props, true).unwrap();
-        let id = settings.id();
-        let cluster =
-            Cluster { owner: Ownership::new("server", id.clone()), id: id.clone(), runtime: runtime.clone(), settings };
-        service.clusters.lock().unwrap().insert(id, cluster);
-        runtime
-    }
-
-    /// Paused time: the clock only moves when every task waits, so the figures are exact.
-    #[tokio::test(start_paused = true)]
-    async fn readiness_asks_every_engine_at_once_and_none_for_longer_than_the_timeout() {
-        let service = service();
-        let stalled = [known(&service, "tcp://a:1"), known(&service, "tcp://b:1")];
-        known(&service, "tcp://c:1");
-        known(&service, "tcp://d:1").set_unreachable(true);
-        for engine in &stalled {
-            engine.set_answering(false);
-        }
-        let started = tokio::time::Instant::now();
-        let (mut problems, asked) = service.readiness().await;
-        assert_eq!(started.elapsed(), READY_PROBE_TIMEOUT, "the engines were not asked at once");
-        assert_eq!(asked, 4);
-        problems.sort();
-        assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(
-            problems[0].starts_with("in-memory test runtime at tcp://a:1: no answer within 2000 ms"),
-            "{problems:?}"
-        );
-        assert!(problems[1].starts_with("in-memory test runtime at tcp://b:1: no answer"), "{problems:?}");
-        assert!(problems[2].contains("tcp://d:1: cannot reach"), "{problems:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn readiness_with_every_engine_answering_takes_no_time() {
-        let service = service();
-        known(&service, "tcp://a:1");
-        let started = tokio::time::Instant::now();
-        assert_eq!(service.readiness().await, (Vec::new(), 1));
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test]
-    async fn settle_waits_for_background_work_and_the_work_it_starts() {
-        let service = service();
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let done = Arc::new(AtomicBool::new(false));
-        let (inner, flag) = (service.clone(), done.clone());
-        service.tasks.spawn(async move {
-            released.await.unwrap();
-            inner.tasks.spawn(async move { flag.store(true, Ordering::SeqCst) });
-        });
-        let settling = tokio::spawn({
-            let service = service.clone();
-            async move { service.settle().await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!settling.is_finished(), "settled while a task still waits");
-        release.send(()).unwrap();
-        settling.await.unwrap();
-        assert!(done.load(Ordering::SeqCst), "settled before the task's own task ran");
-        // The tracker is open again: later work is tracked and waited for too.
-        let again = Arc::new(AtomicBool::new(false));
-        let flag = again.clone();
-        service.tasks.spawn(async move { flag.store(true, Ordering::SeqCst) });
-        service.settle().await;
-        assert!(again.load(Ordering::SeqCst));
-        service.drain(Duration::from_secs(60)).await;
-        service.settle().await;
-        assert!(service.tasks.is_closed(), "settle reopened a drained tracker");
-    }
-}
+mod tests;

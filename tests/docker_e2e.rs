@@ -672,8 +672,10 @@ async fn a_pod_whose_agent_never_registers_is_removed_by_server_ping() {
     let _sweep = Sweep(vec![job]);
     let clock = Clock::default();
     let h = harness_with(clock.clone()).await;
-    // A cluster profile of its own (same engine, spelled out): the moved clock makes every
-    // pod of the profile look stale, and other tests' pods must not be in it.
+    // The moved clock makes every pod of the cluster look stale; other tests' pods on this
+    // engine are not in it because each test's fake GoCD is a server of its own (the
+    // server-id label), whatever the profile. Spelled out, the same engine is the same
+    // cluster.
     let mut cluster = cluster();
     cluster["docker_host"] = json!("unix:///var/run/docker.sock");
     let ping = json!({"all_cluster_profile_properties": [cluster]});

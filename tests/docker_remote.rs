@@ -149,10 +149,34 @@ async fn a_remote_engine_is_reached_over_mutual_tls_with_the_profiles_certificat
     );
     assert!(runtime.list_pods(&owner).await.unwrap().is_empty());
 
+    // Another spelling of the same address reaches the same engine: one identity, so
+    // the profile's pods stay its own whichever spelling it uses.
+    let identity = runtime.identity().await.unwrap();
+    let mut respelled = engine.connection(&engine.tls.client_cert, &engine.tls.client_key);
+    respelled.host = Some(format!("tcp://127.0.0.1:{}/", engine.port));
+    assert_eq!(DockerRuntime::new(respelled).identity().await.unwrap(), identity);
+    let local = DockerRuntime::new(DockerConnection::default()).identity().await.unwrap();
+    assert_ne!(local, identity, "the host's engine and the remote one are told apart");
+
     // A client certificate from another CA is refused.
     let stranger = gocd_dind::tls::mint("stranger").unwrap();
     let refused = DockerRuntime::new(engine.connection(&stranger.client_cert, &stranger.client_key));
     assert!(refused.describe().await.is_err(), "a certificate of another CA was accepted");
+}
+
+async fn identity(host: Option<&str>) -> String {
+    let connection = DockerConnection { host: host.map(str::to_owned), ..DockerConnection::default() };
+    DockerRuntime::new(connection).identity().await.unwrap_or_else(|e| panic!("{host:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_engine_has_one_identity_however_its_socket_is_spelled() {
+    docker().await;
+    let default = identity(None).await;
+    assert!(!default.is_empty());
+    for spelled in ["unix:///var/run/docker.sock", "unix:///run/docker.sock"] {
+        assert_eq!(identity(Some(spelled)).await, default, "{spelled}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -145,8 +145,9 @@ async fn create_agent_on_docker_refuses_every_escape_and_creates_nothing() {
     }
 }
 
-/// A Kubernetes runtime on a mock API server that answers reads with an empty pod list
-/// and records every other call (refusing it): a refused pod must never be written.
+/// A Kubernetes runtime on a mock API server that answers reads with the namespace (its
+/// uid identifies the cluster) or an empty pod list, and records every other call
+/// (refusing it): a refused pod must never be written.
 struct MockKubernetes {
     runtime: Arc<KubernetesRuntime>,
     writes: Arc<Mutex<Vec<(String, Value)>>>,
@@ -161,7 +162,13 @@ impl MockKubernetes {
         let (recorded, notify) = (writes.clone(), written.clone());
         tokio::spawn(async move {
             while let Some((request, respond)) = handle.next_request().await {
-                let (status, body) = if request.method() == http::Method::GET {
+                let (status, body) = if request.uri().path() == "/api/v1/namespaces/agents" {
+                    // The namespace's uid: which cluster the profile names.
+                    (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "agents", "uid": "uid-of-agents"}}),
+                    )
+                } else if request.method() == http::Method::GET {
                     (
                         200,
                         json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []}),

@@ -267,3 +267,28 @@ async fn a_pod_security_refusal_is_not_blamed_on_rbac_and_nothing_is_left() {
     assert!(!calls.iter().any(|c| c.target.contains("/secrets")), "no Secret without its pod: {calls:?}");
     assert!(calls.iter().any(is_watch), "the pod watch was running before the create: {calls:?}");
 }
+
+/// The service keys a Kubernetes profile by this (`Runtime::identity`): one read of the
+/// agents' namespace; a refusal names RBAC.
+#[tokio::test]
+async fn identity_is_the_uid_of_the_agents_namespace() {
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refusing = refuse.clone();
+    let (client, calls) = api_server(move |call| match (call.method.as_str(), call.target.as_str()) {
+        ("GET", "/api/v1/namespaces/agents") if refusing.load(std::sync::atomic::Ordering::SeqCst) => {
+            Answer::Json(403, status(403, "namespaces \"agents\" is forbidden"))
+        }
+        ("GET", "/api/v1/namespaces/agents") => Answer::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "agents", "uid": "4b0c-agents"}}),
+        ),
+        _ => Answer::Hang,
+    });
+    let runtime = KubernetesRuntime::with_client(client, "agents", Duration::from_secs(5));
+    assert_eq!(runtime.identity().await.unwrap(), "4b0c-agents");
+    refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = runtime.identity().await.unwrap_err().to_string();
+    assert!(refused.contains("RBAC"), "{refused}");
+    let targets: Vec<String> = calls.lock().unwrap().iter().map(|c| format!("{} {}", c.method, c.target)).collect();
+    assert_eq!(targets, ["GET /api/v1/namespaces/agents", "GET /api/v1/namespaces/agents"]);
+}

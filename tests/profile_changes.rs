@@ -20,62 +20,65 @@ const HEALTH: &str = "go.processor.server-health.add-messages";
 
 /// A service whose profiles reach engine A (`tcp://a:2376`), engine B (`tcp://b:2376`)
 /// or, for any other `docker_host`, a third one.
-struct Engines {
-    h: Harness,
-    a: Arc<MemoryRuntime>,
-    b: Arc<MemoryRuntime>,
-    other: Arc<MemoryRuntime>,
-    clock: Clock,
+pub struct Engines {
+    pub h: Harness,
+    pub a: Arc<MemoryRuntime>,
+    pub b: Arc<MemoryRuntime>,
+    pub other: Arc<MemoryRuntime>,
+    pub clock: Clock,
 }
 
-async fn engines() -> Engines {
+/// Engine A answers to `tcp://a:2376` and to `tcp://a:2376/`, as one engine does to
+/// every spelling of its address.
+pub async fn engines() -> Engines {
     let clock = Clock::default();
     let (a, b, other) =
         (MemoryRuntime::new(clock.clone()), MemoryRuntime::new(clock.clone()), MemoryRuntime::new(clock.clone()));
     let provider = MemoryProvider::new(other.clone())
         .with_engine("tcp://a:2376", a.clone())
+        .with_engine("tcp://a:2376/", a.clone())
         .with_engine("tcp://b:2376", b.clone());
     let options = ServiceOptions { allow_memory_runtime: true };
     let h = Harness::start(Arc::new(provider), clock.clone(), options).await.expect("harness starts");
     Engines { h, a, b, other, clock }
 }
 
-fn on(host: &str, overrides: &[(&str, &str)]) -> Value {
+pub fn on(host: &str, overrides: &[(&str, &str)]) -> Value {
     let mut profile = memory_cluster(overrides);
     profile["docker_host"] = json!(host);
     profile
 }
 
 impl Engines {
-    async fn send(&self, request: &str, body: &Value) -> String {
+    pub async fn send(&self, request: &str, body: &Value) -> String {
         let (status, answer) = self.h.send(request, body).await.unwrap();
         assert_eq!(status, 200, "{request}: {answer}");
         answer
     }
 
-    async fn create(&self, cluster: &Value, job_id: i64) {
+    pub async fn create(&self, cluster: &Value, job_id: i64) {
         self.send("cd.go.elastic-agent.create-agent", &create_body(cluster, job_id)).await;
         self.h.service.settle().await;
     }
 
-    async fn ping(&self, clusters: &[&Value]) {
+    pub async fn ping(&self, clusters: &[&Value]) {
         self.send("cd.go.elastic-agent.server-ping", &json!({"all_cluster_profile_properties": clusters})).await;
         self.h.service.settle().await;
     }
 
     /// The cluster of the job's pod, as the service knows it.
-    fn cluster_of(&self, job_id: i64) -> ClusterId {
+    pub fn cluster_of(&self, job_id: i64) -> ClusterId {
         self.h.service.pod_of_job(job_id).unwrap_or_else(|| panic!("no pod known for job {job_id}")).cluster
     }
 
-    async fn ready(&self) -> (u16, String) {
+    pub async fn ready(&self) -> (u16, String) {
         let response = reqwest::get(format!("{}/readyz", self.h.url)).await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
     /// Fills every per-cluster map for `cluster`: a pod, a pending-limit warning (with
     /// `max_pending_agents` 1), a refresh after an unknown agent asked for work.
-    async fn use_fully(&self, cluster: &Value, first_job: i64) {
+    pub async fn use_fully(&self, cluster: &Value, first_job: i64) {
         self.create(cluster, first_job).await;
         self.create(cluster, first_job + 1).await;
         let ask = json!({"agent": {"agent_id": "gocd-dind-unknown", "agent_state": "Idle", "build_state": "Idle", "config_state": "Enabled"}, "job_identifier": job(first_job), "cluster_profile_properties": cluster});
@@ -83,7 +86,7 @@ impl Engines {
         self.h.service.settle().await;
     }
 
-    fn last_health(&self) -> Vec<Value> {
+    pub fn last_health(&self) -> Vec<Value> {
         let calls = self.h.gocd.calls_to(HEALTH);
         serde_json::from_str(&calls.last().expect("a server-health call").body).unwrap()
     }

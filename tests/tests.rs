@@ -5,6 +5,7 @@ mod local_cluster;
 mod support;
 
 mod binary;
+mod cluster_identity;
 mod docker_e2e;
 mod docker_remote;
 mod hostile_profiles;
@@ -12,5 +13,5 @@ mod http_contract;
 mod kubernetes;
 mod kubernetes_e2e;
 pub mod lifecycle;
-mod profile_changes;
+pub mod profile_changes;
 mod static_answers;

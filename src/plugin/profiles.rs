@@ -10,7 +10,7 @@ use crate::pod::{self, Ownership, PodRequest};
 use crate::protocol::{JobIdentifier, Properties, ValidationError};
 use crate::runtime::docker::translate;
 use crate::service::Service;
-use crate::settings::{elastic, ClusterSettings, ElasticSettings, Field};
+use crate::settings::{elastic, ClusterId, ClusterSettings, ElasticSettings, Field};
 use crate::tls::PodTls;
 
 const ICON: &str = include_str!("icon.svg");
@@ -51,7 +51,7 @@ fn fits_the_pod(elastic: &ElasticSettings, docker_rules: bool) -> Vec<Validation
     };
     let built = pod::build(&PodRequest {
         name: "validation",
-        ownership: &Ownership::new("validation", cluster.id()),
+        ownership: &Ownership::new("validation", ClusterId("validation".into())),
         go_server_url: "https://gocd.example.com/go",
         cluster: &cluster,
         elastic,

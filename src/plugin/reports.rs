@@ -8,7 +8,7 @@ use html_escape::encode_text as esc;
 use serde_json::{json, Value};
 
 use crate::protocol::{AgentStatusReportRequest, ClusterStatusReportRequest, PluginStatusReportRequest};
-use crate::service::{ClusterView, PodRow, Service};
+use crate::service::{ClusterView, OrphanView, PodRow, Service};
 
 const STYLE: &str = "<style>.gocd-dind table{border-collapse:collapse;margin:8px 0}.gocd-dind td,.gocd-dind th{border:1px solid #ccc;padding:4px 8px;text-align:left}.gocd-dind .error{color:#b00;font-weight:bold}.gocd-dind pre{background:#f5f5f5;padding:8px;white-space:pre-wrap}</style>";
 
@@ -75,7 +75,22 @@ pub async fn plugin(service: &Arc<Service>, req: &PluginStatusReportRequest) -> 
     for view in &views {
         cluster_section(&mut html, view);
     }
+    orphans_section(&mut html, &service.orphan_views().await);
     page("gocd-dind status", &html)
+}
+
+/// Pods of this server that no cluster profile reaches any more: the profile that made
+/// them was deleted or pointed at another engine. They are not removed by the service.
+fn orphans_section(html: &mut String, orphans: &[OrphanView]) {
+    if orphans.is_empty() {
+        return;
+    }
+    html.push_str("<h3>Pods no cluster profile reaches</h3><p>Their cluster profile was deleted or now points elsewhere, so the plugin no longer manages them. Remove them with the commands shown (add the TLS flags or the kube context of that place).</p>");
+    for orphan in orphans {
+        let _ = write!(html, "<h4>{}</h4>", esc(&orphan.description));
+        error(html, orphan.error.as_ref());
+        let _ = write!(html, "<p>Pods: {}</p><pre>{}</pre>", esc(&orphan.pods.join(", ")), esc(&orphan.command));
+    }
 }
 
 pub async fn agent(service: &Arc<Service>, req: &AgentStatusReportRequest) -> Value {

@@ -319,6 +319,19 @@ impl Runtime for DockerRuntime {
         ))
     }
 
+    /// The engine's ID (`docker info`), made at its installation and kept across
+    /// restarts: the same whichever address reaches it.
+    async fn identity(&self) -> Result<String, RuntimeError> {
+        let docker = self.docker().await?;
+        let info = docker.info().await.map_err(|e| RuntimeError::Unreachable(format!("{}: {e}", self.address())))?;
+        info.id.filter(|id| !id.is_empty()).ok_or_else(|| {
+            RuntimeError::Other(format!(
+                "the engine at {} reports no ID (docker info): it cannot be told apart",
+                self.address()
+            ))
+        })
+    }
+
     fn unsupported(&self, pod: &AgentPod) -> Vec<String> {
         translate::unsupported(pod).iter().map(ToString::to_string).collect()
     }

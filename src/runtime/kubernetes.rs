@@ -288,4 +288,8 @@ impl Runtime for KubernetesRuntime {
             dind_log_tail: self.dind_log_tail(&pod).await,
         }))
     }
+
+    async fn identity(&self) -> Result<String, RuntimeError> {
+        self.namespace_uid().await
+    }
 }

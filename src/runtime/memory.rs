@@ -34,6 +34,8 @@ pub struct MemoryRuntime {
     /// `describe` (the readiness probe) waits while this is `false`: an engine that
     /// accepts the connection and never answers.
     answering: tokio::sync::watch::Sender<bool>,
+    /// What `identity` answers: one per runtime, as an engine's ID.
+    identity: String,
 }
 
 impl MemoryRuntime {
@@ -45,6 +47,7 @@ impl MemoryRuntime {
             created_total: Mutex::default(),
             creates_open: tokio::sync::watch::Sender::new(true),
             answering: tokio::sync::watch::Sender::new(true),
+            identity: format!("memory-{}", uuid::Uuid::new_v4().simple()),
         })
     }
 
@@ -110,6 +113,11 @@ impl Runtime for MemoryRuntime {
         let _ = self.answering.subscribe().wait_for(|answering| *answering).await;
         self.check_reachable()?;
         Ok("in-memory test runtime".into())
+    }
+
+    async fn identity(&self) -> Result<String, RuntimeError> {
+        self.check_reachable()?;
+        Ok(self.identity.clone())
     }
 
     async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError> {

@@ -76,11 +76,20 @@ pub struct KubernetesConnection {
     pub request_timeout: Duration,
 }
 
-/// Which pods belong to a cluster profile. GoCD never sends profile ids, so the identity
-/// is a hash of where the pods live (runtime, engine or API address, namespace) and
-/// deliberately not of limits or images: raising a limit must not orphan running pods.
+/// Which cluster pods belong to: an engine, or a Kubernetes namespace, as the engine
+/// itself tells it (`Runtime::identity`: the engine's ID, the namespace's UID), never as
+/// a profile spells its address. Profiles that reach one engine share its pods, and
+/// re-spelling an address (`tcp://host:2376/`, a blank namespace for the service
+/// account's own) or raising a limit orphans nothing. GoCD never sends profile ids.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClusterId(pub String);
+
+impl ClusterId {
+    /// The cluster an engine identity names, within one kind of runtime.
+    pub fn of_identity(runtime: RuntimeKind, identity: &str) -> Self {
+        Self(short_hash(&format!("{}\n{identity}", runtime.name())))
+    }
+}
 
 impl fmt::Display for ClusterId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -219,7 +228,11 @@ impl ClusterSettings {
         connection
     }
 
-    pub fn id(&self) -> ClusterId {
+    /// Where the profile says its pods live, as spelled (runtime, engine or API address,
+    /// namespace): the key under which runtimes and engine identities are cached. Not
+    /// the cluster: two spellings of one place are one cluster ([`ClusterId::of_identity`]).
+    /// Deliberately not of limits or images.
+    pub fn place(&self) -> String {
         let place = match self.runtime {
             RuntimeKind::Docker => self.docker.host.clone().unwrap_or_default(),
             RuntimeKind::Kubernetes => format!(
@@ -231,13 +244,18 @@ impl ClusterSettings {
             #[cfg(feature = "test-doubles")]
             RuntimeKind::Memory => self.docker.host.clone().unwrap_or_default(),
         };
-        let digest =
-            ring::digest::digest(&ring::digest::SHA256, format!("{}\n{place}", self.runtime.name()).as_bytes());
-        ClusterId(digest.as_ref()[..6].iter().fold(String::new(), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        }))
+        short_hash(&format!("{}\n{place}", self.runtime.name()))
     }
+}
+
+/// 12 hex digits of SHA-256: short enough for a label value, long enough not to collide
+/// among one server's clusters.
+fn short_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..6].iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
 }
 
 #[cfg(test)]
@@ -291,11 +309,20 @@ mod tests {
     }
 
     #[test]
-    fn identity_ignores_limits_but_not_place() {
+    fn place_ignores_limits_but_not_the_address() {
         let a = ClusterSettings::parse(&Properties::from_pairs(&[("max_pending_agents", "3")]), false).unwrap();
         let b = ClusterSettings::parse(&Properties::from_pairs(&[("max_pending_agents", "4")]), false).unwrap();
         let c = ClusterSettings::parse(&Properties::from_pairs(&[("docker_host", "tcp://other:2376")]), false).unwrap();
-        assert_eq!(a.id(), b.id());
-        assert_ne!(a.id(), c.id());
+        assert_eq!(a.place(), b.place());
+        assert_ne!(a.place(), c.place());
+    }
+
+    #[test]
+    fn a_cluster_is_its_engines_identity_within_a_runtime() {
+        let id = |runtime, identity| ClusterId::of_identity(runtime, identity);
+        assert_eq!(id(RuntimeKind::Docker, "engine-1"), id(RuntimeKind::Docker, "engine-1"));
+        assert_ne!(id(RuntimeKind::Docker, "engine-1"), id(RuntimeKind::Docker, "engine-2"));
+        assert_ne!(id(RuntimeKind::Docker, "engine-1"), id(RuntimeKind::Kubernetes, "engine-1"));
+        assert_eq!(id(RuntimeKind::Docker, "engine-1").0.len(), 12);
     }
 }
