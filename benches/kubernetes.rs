@@ -31,7 +31,7 @@ use gocd_dind::pod::{Ownership, PodRequest};
 use gocd_dind::protocol::{JobIdentifier, Properties};
 use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::ServiceOptions;
-use gocd_dind::settings::{ClusterSettings, ElasticSettings};
+use gocd_dind::settings::{ClusterId, ClusterSettings, ElasticSettings};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::Api;
@@ -133,7 +133,7 @@ fn baseline_manifest(profile: &Value, name: &str, job: i64) -> anyhow::Result<Va
     let props: Properties = serde_json::from_value(profile.clone())?;
     let cluster = ClusterSettings::parse(&props, false).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let elastic = ElasticSettings::parse(&Properties::default()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let owner = Ownership::new("kubectl-baseline", cluster.id());
+    let owner = Ownership::new("kubectl-baseline", ClusterId("kubectl-baseline".into()));
     let built = gocd_dind::pod::build(&PodRequest {
         name,
         ownership: &owner,
