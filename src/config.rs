@@ -32,6 +32,24 @@ pub enum Command {
     /// Exit 0 when the service answers at this address: a container probe for images
     /// that have no HTTP client of their own.
     Healthcheck(HealthcheckArgs),
+    /// Check a place where agent pods would run, with a cluster profile's settings: the
+    /// engine or API server, privileged or capabilities, cgroups, storage, images, RBAC,
+    /// and a full test pod. Says what to set for each problem; exits 1 when pods cannot run
+    /// there, 2 when the profile is not valid.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// A JSON file holding the cluster profile's properties as GoCD sends them
+    /// (`cluster_profile_properties`: keys to strings). The flags below override its keys.
+    #[arg(long, value_name = "FILE.json")]
+    pub profile: Option<PathBuf>,
+    /// Seconds the test pod may take to start, image pulls and scheduling included.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub pod_timeout: u64,
+    #[command(flatten, next_help_heading = "Cluster profile keys")]
+    pub keys: crate::doctor::ProfileFlags,
 }
 
 #[derive(Debug, clap::Args)]

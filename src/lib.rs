@@ -17,11 +17,13 @@
 //! - [`pod`], [`tls`]: the agent pod and its per-pod certificates, as pure code.
 //! - [`runtime`]: the narrow port to Docker Engine and Kubernetes (and an in-memory fake).
 //! - [`processor`]: calls back into GoCD through the shim's processor bridge.
+//! - [`doctor`]: `gocd-dind doctor`, which checks a place where pods would run.
 
 pub mod agents;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod fake_gocd;
 pub mod http;

@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Demo(args) => gocd_dind::demo::run(args).await,
         Command::Healthcheck(args) => healthcheck(&args).await,
+        Command::Doctor(args) => std::process::exit(gocd_dind::doctor::cli(&args).await),
     }
 }
 

@@ -39,7 +39,7 @@ use crate::support::{docker, Served, AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE, JOB_IMA
 /// Pods that may run at once across this binary's tests (2 cores).
 static POD_SLOTS: Semaphore = Semaphore::const_new(2);
 
-async fn pod_slots(pods: u32) -> SemaphorePermit<'static> {
+pub(crate) async fn pod_slots(pods: u32) -> SemaphorePermit<'static> {
     POD_SLOTS.acquire_many(pods).await.expect("the pod semaphore is never closed")
 }
 

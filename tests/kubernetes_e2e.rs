@@ -34,17 +34,17 @@ const GONE_WITHIN: Duration = Duration::from_secs(120);
 /// Pods that may start at once across this file's tests (2 cores, dind images).
 static POD_SLOTS: Semaphore = Semaphore::const_new(2);
 
-async fn pod_slots(pods: u32) -> SemaphorePermit<'static> {
+pub(crate) async fn pod_slots(pods: u32) -> SemaphorePermit<'static> {
     POD_SLOTS.acquire_many(pods).await.expect("the pod semaphore is never closed")
 }
 
 /// The cluster profile every test starts from (`local_cluster::prepare`, once per binary).
-fn profile() -> &'static Value {
+pub(crate) fn profile() -> &'static Value {
     static PROFILE: OnceLock<Value> = OnceLock::new();
     PROFILE.get_or_init(local_cluster::prepare)
 }
 
-fn pods(client: &kube::Client) -> Api<Pod> {
+pub(crate) fn pods(client: &kube::Client) -> Api<Pod> {
     Api::namespaced(client.clone(), NAMESPACE)
 }
 
@@ -98,7 +98,7 @@ async fn wait_up(h: &Harness, job: i64) -> String {
 }
 
 /// Waits until the pod and its Secret are gone from the API.
-async fn assert_gone(client: &kube::Client, pod: &str) {
+pub(crate) async fn assert_gone(client: &kube::Client, pod: &str) {
     let pod_uid = pods(client).get_opt(pod).await.unwrap().and_then(|p| p.metadata.uid);
     if let Some(uid) = pod_uid {
         tokio::time::timeout(GONE_WITHIN, await_condition(pods(client), pod, conditions::is_deleted(&uid)))
@@ -467,20 +467,9 @@ async fn a_pod_no_node_can_take_is_explained_and_removed_when_its_start_budget_e
 async fn an_account_without_the_role_is_refused_and_the_refusal_names_rbac() {
     let job = job_id();
     let _sweep = Sweep(vec![job]);
-    let account = kubectl(&[
-        "-n",
-        "gocd",
-        "create",
-        "serviceaccount",
-        "gocd-dind-without-role",
-        "--dry-run=client",
-        "-o",
-        "yaml",
-    ]);
-    kubectl_with_input(&["apply", "-f", "-"], Some(&account));
-    let token = kubectl(&["-n", "gocd", "create", "token", "gocd-dind-without-role", "--duration=1h"]);
+    let token = local_cluster::token_without_role();
     let mut profile = profile().clone();
-    profile["security_token"] = json!(token.trim());
+    profile["security_token"] = json!(token);
     let h = harness().await;
     send(&h, "cd.go.elastic-agent.create-agent", &create_agent_body(&profile, job)).await;
     h.service.settle().await;
@@ -489,7 +478,7 @@ async fn an_account_without_the_role_is_refused_and_the_refusal_names_rbac() {
         console.contains("403") && console.contains("deploy/kubernetes"),
         "the refusal says what to grant:\n{console}"
     );
-    assert!(!console.contains(token.trim()), "the token never reaches the console");
+    assert!(!console.contains(&token), "the token never reaches the console");
     assert_eq!(objects_of(&admin().await, &[job]).await, Vec::<String>::new());
 }
 

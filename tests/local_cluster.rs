@@ -123,3 +123,19 @@ pub async fn admin() -> kube::Client {
         .expect("the admin kubeconfig is usable");
     kube::Client::try_from(config).expect("an admin client")
 }
+
+/// A token of an account in the `gocd` namespace that no Role is bound to.
+pub fn token_without_role() -> String {
+    let account = kubectl(&[
+        "-n",
+        "gocd",
+        "create",
+        "serviceaccount",
+        "gocd-dind-without-role",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    kubectl_with_input(&["apply", "-f", "-"], Some(&account));
+    kubectl(&["-n", "gocd", "create", "token", "gocd-dind-without-role", "--duration=1h"]).trim().to_owned()
+}

@@ -8,6 +8,7 @@ mod binary;
 mod cluster_identity;
 mod docker_e2e;
 mod docker_remote;
+mod doctor;
 mod hostile_profiles;
 mod http_contract;
 mod kubernetes;

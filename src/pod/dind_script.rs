@@ -47,6 +47,8 @@ cp "$(command -v docker)" {CLI_DIR}/docker
 chown {AGENT_UID}:{AGENT_GID} {WORKSPACE}
 chmod 0775 {WORKSPACE}
 {remount}
+# One line for whoever reads this log (the agent status report, `gocd-dind doctor`).
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo "gocd-dind: cgroup v2"; else echo "gocd-dind: cgroup v1"; fi
 # docker:dind ships a `dind` wrapper that prepares cgroups and mounts; use it when there.
 if command -v dind >/dev/null 2>&1; then set -- dind dockerd "$@"; else set -- dockerd "$@"; fi
 exec "$@" --host=tcp://127.0.0.1:{DOCKER_PORT} --tlsverify \

@@ -45,7 +45,8 @@ impl DockerRuntime {
         Self { connection, docker: OnceCell::new() }
     }
 
-    fn address(&self) -> String {
+    /// The engine's address: the profile's `docker_host`, else DOCKER_HOST, else the local socket.
+    pub fn address(&self) -> String {
         self.connection
             .host
             .clone()
@@ -53,9 +54,10 @@ impl DockerRuntime {
             .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
     }
 
-    /// Connects on first use and agrees on an API version: engines as old as Debian's
-    /// 20.10 (API 1.41) must work.
-    async fn docker(&self) -> Result<&Docker, RuntimeError> {
+    /// The engine's client. Connects on first use and agrees on an API version: engines as
+    /// old as Debian's 20.10 (API 1.41) must work. Public for `gocd-dind doctor`, which
+    /// asks the engine what the pods will meet through this very connection.
+    pub async fn docker(&self) -> Result<&Docker, RuntimeError> {
         let unreachable = |e: &dyn std::fmt::Display| RuntimeError::Unreachable(format!("{}: {e}", self.address()));
         let engine = self
             .docker
@@ -76,7 +78,8 @@ impl DockerRuntime {
             .map_err(|e| unreachable_or(&e, RuntimeError::Other))
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+    /// Pulls the image unless the engine has it (what `create_pod` does first).
+    pub async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
         if docker.inspect_image(image).await.is_ok() {
             return Ok(());

@@ -7,6 +7,7 @@
 //! deletes carry a uid precondition so a pod that replaced ours under the same name is
 //! never touched, and a 401 rebuilds the client ([`api::ApiClient`]).
 
+mod access;
 mod api;
 mod status;
 mod watch;
