@@ -28,6 +28,9 @@ grep -q "unexpected argument '--allow-memory-runtime'" <<<"$refusal" ||
 ! grep -aq "in-memory test runtime" "$bin" ||
   { echo "$bin carries the in-memory runtime" >&2; exit 1; }
 
+step "Monitoring: alert rules checked and unit-tested by promtool (deploy/monitoring)"
+bash .ci/monitoring-check.sh
+
 step "Rust: unit and integration tests (feature test-doubles, through the dev-dependency)"
 cargo test --locked --lib --bins --tests
 

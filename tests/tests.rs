@@ -14,5 +14,6 @@ mod http_contract;
 mod kubernetes;
 mod kubernetes_e2e;
 pub mod lifecycle;
+mod monitoring;
 pub mod profile_changes;
 mod static_answers;
