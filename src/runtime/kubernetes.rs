@@ -113,29 +113,34 @@ impl KubernetesRuntime {
         let watch = self.watch().await.map_err(|e| e.to_string())?;
         let mut changes = watch.changes();
         let deadline = tokio::time::Instant::now() + start.budget;
-        let mut told_unschedulable = false;
+        let (mut seen, mut told) = (false, false);
         let mut unschedulable = None;
         loop {
             changes.borrow_and_update();
             match watch.get(name) {
-                Some(pod) if pod.metadata.uid.as_deref() == Some(uid) => match status::startup(&pod) {
-                    Startup::Running => return Ok(()),
-                    Startup::Failed(why) => return Err(why),
-                    Startup::Waiting { unschedulable: why } => {
-                        if let Some(why) = &why {
-                            if !told_unschedulable {
+                Some(pod) if pod.metadata.uid.as_deref() != Some(uid) => {
+                    return Err("a different pod of the same name replaced it".into());
+                }
+                Some(pod) if status::terminating(&pod) => return Err("the pod is being deleted".into()),
+                Some(pod) => {
+                    seen = true;
+                    match status::startup(&pod) {
+                        Startup::Running => return Ok(()),
+                        Startup::Failed(why) => return Err(why),
+                        Startup::Waiting { unschedulable: why } => {
+                            if let (Some(why), false) = (&why, told) {
+                                let budget = start.budget.as_secs();
                                 (start.progress)(format!(
-                                    "Agent pod {name} cannot be scheduled yet: {why}. It waits up to {} s.",
-                                    start.budget.as_secs()
+                                    "Agent pod {name} cannot be scheduled yet: {why}. It waits up to {budget} s."
                                 ));
-                                told_unschedulable = true;
+                                told = true;
                             }
+                            unschedulable = why;
                         }
-                        unschedulable = why;
                     }
-                },
-                Some(_) => return Err("a different pod of the same name replaced it".into()),
-                None => {} // not seen yet, or deleted: the next change tells
+                }
+                None if seen => return Err("the pod was deleted".into()),
+                None => {} // the watch has not seen it yet
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {}
