@@ -88,6 +88,15 @@ impl RemovalReason {
             Self::Unused => "unused",
         }
     }
+
+    /// Why server-ping removed a pod, as its post-mortem says.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Self::NeverRegistered => "its agent never registered within auto_register_timeout",
+            Self::Stopped => "it stopped (a container exited)",
+            Self::Unused => "its job was cancelled before it got it, and GoCD disabled the agent",
+        }
+    }
 }
 
 /// server-ping's reconciliation, in the order the actions must run: disable, delete

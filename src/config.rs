@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// Seconds to let in-flight pod operations finish on shutdown.
     #[arg(long, env = "GOCD_DIND_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
+    /// Append each pod's post-mortem (timeline, exit codes, failure reason, dockerd's
+    /// problems; nothing secret) as one JSON line to this file once the pod is gone.
+    #[arg(long, env = "GOCD_DIND_POSTMORTEM_LOG")]
+    pub postmortem_log: Option<PathBuf>,
     /// Accept `runtime = memory` cluster profiles (test builds only: feature
     /// `test-doubles`).
     #[cfg(feature = "test-doubles")]

@@ -124,7 +124,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.service.metrics.encode(),
+        state.service.metrics_text(),
     )
         .into_response()
 }

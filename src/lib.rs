@@ -18,11 +18,13 @@
 //! - [`runtime`]: the narrow port to Docker Engine and Kubernetes (and an in-memory fake).
 //! - [`processor`]: calls back into GoCD through the shim's processor bridge.
 //! - [`doctor`]: `gocd-dind doctor`, which checks a place where pods would run.
+//! - [`dockerd_log`]: dockerd's log read for its warnings and errors (the status pages).
 
 pub mod agents;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod dockerd_log;
 pub mod doctor;
 pub mod error;
 pub mod fake_gocd;

@@ -7,6 +7,7 @@ use gocd_dind::clock::Clock;
 use gocd_dind::config::{Cli, Command, HealthcheckArgs, LogFormat, ServeArgs};
 use gocd_dind::processor::ProcessorClient;
 use gocd_dind::runtime::Runtimes;
+use gocd_dind::service::postmortem::PostmortemLog;
 use gocd_dind::service::{Service, ServiceOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -41,6 +42,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clock = Clock::default();
     let (runtimes, options) = runtimes(&args, &clock);
     let service = Service::new(Arc::new(runtimes), ProcessorClient::new(&args.processor_url, &token), clock, options);
+    if let Some(path) = &args.postmortem_log {
+        let log = PostmortemLog::open(path).with_context(|| {
+            format!("cannot append to {} (GOCD_DIND_POSTMORTEM_LOG, --postmortem-log)", path.display())
+        })?;
+        service.write_postmortems_to(log);
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (GOCD_DIND_LISTEN)", args.listen))?;

@@ -10,6 +10,7 @@ pub mod kubernetes;
 pub mod memory;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
@@ -26,14 +27,68 @@ pub struct PodDetails {
     pub notes: Vec<String>,
     /// The last lines of dockerd's output: why a daemon did not come up.
     pub dind_log_tail: String,
+    /// What Kubernetes recorded about the pod (scheduling, pulls, probes), oldest first;
+    /// always empty on Docker, which keeps no such record.
+    pub events: Vec<PodEvent>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerDetails {
     pub name: String,
     pub image: String,
     pub state: String,
+    /// The exit code of its last run, once it ended.
+    pub exit_code: Option<i64>,
+    /// The kernel killed it for exceeding its memory limit.
+    pub oom_killed: bool,
+    pub restarts: u32,
 }
+
+/// One Kubernetes event about a pod, as `kubectl describe pod` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodEvent {
+    pub at: Option<SystemTime>,
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+    pub count: u32,
+}
+
+/// Why a pod could not be started, in the few kinds an operator alerts on (the `reason`
+/// label of `gocd_dind_pod_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    /// An image could not be pulled (name, tag, registry access).
+    ImagePull,
+    /// No node could take the pod within its start budget (Kubernetes).
+    Unschedulable,
+    /// dockerd did not answer over TLS: dind exited or never became ready.
+    DindNotReady,
+    /// The engine or API server refused the pod (RBAC, admission, privileged refused).
+    Rejected,
+    /// The engine or API server could not be reached.
+    Unreachable,
+    Other,
+}
+
+impl FailureReason {
+    pub const ALL: [Self; 6] =
+        [Self::ImagePull, Self::Unschedulable, Self::DindNotReady, Self::Rejected, Self::Unreachable, Self::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ImagePull => "image_pull",
+            Self::Unschedulable => "unschedulable",
+            Self::DindNotReady => "dind_not_ready",
+            Self::Rejected => "rejected",
+            Self::Unreachable => "unreachable",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Kubernetes's waiting reasons for an image that cannot be had.
+const IMAGE_PULL_REASONS: &[&str] = &["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -49,6 +104,44 @@ pub enum RuntimeError {
     Other(String),
 }
 
+impl RuntimeError {
+    /// The error without the log lines it carries.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::DaemonNotReady { pod, why, seconds, .. } => {
+                format!("dockerd in pod {pod} did not answer over TLS after {seconds:.1} s ({why})")
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// dockerd's last lines, when the error carries them.
+    pub fn log_tail(&self) -> &str {
+        match self {
+            Self::DaemonNotReady { log_tail, .. } => log_tail,
+            _ => "",
+        }
+    }
+
+    /// The kind of failure, read from what the runtimes say: Kubernetes's own waiting
+    /// reasons, and the runtimes' fixed phrases for a failed pull and an unschedulable pod.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Self::Unreachable(_) => FailureReason::Unreachable,
+            Self::Rejected(why) if docker::is_pull_failure(why) => FailureReason::ImagePull,
+            Self::Rejected(_) => FailureReason::Rejected,
+            Self::DaemonNotReady { why, .. } if IMAGE_PULL_REASONS.iter().any(|r| why.contains(r)) => {
+                FailureReason::ImagePull
+            }
+            Self::DaemonNotReady { why, .. } if why.starts_with(kubernetes::NOT_SCHEDULED) => {
+                FailureReason::Unschedulable
+            }
+            Self::DaemonNotReady { .. } => FailureReason::DindNotReady,
+            Self::Other(_) => FailureReason::Other,
+        }
+    }
+}
+
 /// What starting a pod may spend, and whom it tells while it waits.
 pub struct StartOptions {
     /// How long the pod may take to get its agent running, scheduling and image pulls
@@ -57,6 +150,9 @@ pub struct StartOptions {
     /// Called with a line for the job's console when the pod is held up for a reason the
     /// operator can act on (e.g. no node fits it).
     pub progress: Box<dyn Fn(String) + Send + Sync>,
+    /// Called once, when dockerd first answers over TLS (the pod's timeline and the
+    /// `pod_ready` stage of the start-latency histogram).
+    pub dockerd_ready: Box<dyn Fn() + Send + Sync>,
 }
 
 #[async_trait]
@@ -83,6 +179,11 @@ pub trait Runtime: Send + Sync {
     async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError>;
     /// Details for the agent status report; `None` when there is no such pod.
     async fn pod_details(&self, owner: &Ownership, name: &str) -> Result<Option<PodDetails>, RuntimeError>;
+    /// What the runtime recorded about a pod by this name, also after it is gone (a pod
+    /// that failed to start); oldest first. Only Kubernetes keeps such records.
+    async fn pod_events(&self, _name: &str) -> Result<Vec<PodEvent>, RuntimeError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Hands out the runtime a cluster profile points at.
@@ -177,6 +278,31 @@ mod tests {
 
     fn docker_profile(host: &str) -> ClusterSettings {
         ClusterSettings::parse(&Properties::from_pairs(&[("docker_host", host)]), false).unwrap()
+    }
+
+    #[test]
+    fn failures_are_told_apart_by_what_the_runtimes_say() {
+        let not_ready = |why: &str| RuntimeError::DaemonNotReady {
+            pod: "p".into(),
+            why: why.into(),
+            seconds: 1.0,
+            log_tail: String::new(),
+        };
+        let cases = [
+            (RuntimeError::Unreachable("refused".into()), FailureReason::Unreachable),
+            (RuntimeError::Rejected("cannot pull image a:1: not found".into()), FailureReason::ImagePull),
+            (RuntimeError::Rejected("pulling image a:1 took over 600 s".into()), FailureReason::ImagePull),
+            (RuntimeError::Rejected("creating the agent pod: forbidden (403)".into()), FailureReason::Rejected),
+            (not_ready("agent: ErrImagePull: pull access denied"), FailureReason::ImagePull),
+            (not_ready("dind: ImagePullBackOff: back-off"), FailureReason::ImagePull),
+            (not_ready("not scheduled within 60 s: 0/1 nodes are available"), FailureReason::Unschedulable),
+            (not_ready("dind exited with code 1 (Error) before dockerd answered"), FailureReason::DindNotReady),
+            (not_ready("no answer within the startup budget of 60 s"), FailureReason::DindNotReady),
+            (RuntimeError::Other("packing files".into()), FailureReason::Other),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(error.reason(), reason, "{error}");
+        }
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The service's state and the effects of the GoCD rules: it gathers snapshots (runtime
 //! listings, GoCD's agents), asks the pure rules in `agents` what to do, and does it.
 
+pub mod journal;
 mod lifecycle;
+mod observe;
+pub mod postmortem;
 mod profiles;
 mod registry;
 mod reports;
 
 pub use profiles::{OrphanView, TrackedClusters, READY_PROBE_TIMEOUT};
 pub use registry::{Failure, Lifecycle, PodRecord, Registry};
-pub use reports::{ClusterView, PodRow};
+pub use reports::{AgentView, ClusterView, PluginView, PodRow, PodState, ProfileView, StateCounts};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -95,6 +98,9 @@ pub struct Service {
     /// One `settle` at a time: it closes and reopens the task tracker.
     settling: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
+    /// Timelines, holds, engine health and post-mortems (see `journal`).
+    pub(crate) journal: Mutex<journal::Journal>,
+    postmortem_log: std::sync::OnceLock<postmortem::PostmortemLog>,
 }
 
 impl Service {
@@ -123,6 +129,8 @@ impl Service {
             tasks: TaskTracker::new(),
             settling: tokio::sync::Mutex::default(),
             metrics: Metrics::default(),
+            journal: Mutex::default(),
+            postmortem_log: std::sync::OnceLock::new(),
         })
     }
 
@@ -207,10 +215,21 @@ impl Service {
     /// Lists the cluster's pods into the registry; returns what the registry now holds
     /// for it (pods still being created included).
     pub(crate) async fn refresh(&self, cluster: &Cluster) -> Result<Vec<crate::listing::PodInfo>, RuntimeError> {
-        let listed = cluster.runtime.list_pods(&cluster.owner).await?;
-        let mut registry = self.registry.lock().unwrap();
-        registry.refresh(&cluster.id, listed);
-        Ok(registry.cluster_pods(&cluster.id))
+        let listed = match cluster.runtime.list_pods(&cluster.owner).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                self.note_engine(&cluster.id, Some(e.to_string()));
+                return Err(e);
+            }
+        };
+        self.note_engine(&cluster.id, None);
+        let (dropped, pods) = {
+            let mut registry = self.registry.lock().unwrap();
+            let dropped = registry.refresh(&cluster.id, listed.clone());
+            (dropped, registry.cluster_pods(&cluster.id))
+        };
+        self.note_listing(cluster, &listed, &dropped);
+        Ok(pods)
     }
 
     /// Parses and resolves a cluster profile as GoCD sent it.
@@ -244,7 +263,11 @@ impl Service {
 
     /// Why the last pod for a job could not be started.
     pub fn last_failure(&self, job_id: i64) -> Option<Failure> {
-        self.registry.lock().unwrap().last_failure(job_id).cloned()
+        let journal = self.journal.lock().unwrap();
+        let story = journal.postmortem_of_job(job_id)?;
+        let failure = story.failure.as_ref()?;
+        let at = story.at(journal::Stage::Removed)?;
+        Some(Failure { job_id, pod: story.pod.clone(), at, reason: failure.message.clone() })
     }
 
     pub(crate) fn known_cluster(&self, id: &ClusterId) -> Option<Cluster> {
@@ -264,6 +287,7 @@ impl Service {
         match self.processor.list_agents().await {
             Ok(agents) => {
                 let ids = agents.iter().map(|a| a.agent_id.clone()).collect();
+                self.note_agents(&agents);
                 *self.last_agents.lock().unwrap() = agents;
                 ids
             }

@@ -119,3 +119,48 @@ async fn metrics_count_requests_by_name_and_status() {
     );
     served.terminate().await;
 }
+
+#[tokio::test]
+async fn post_mortems_go_to_the_log_file_one_json_line_per_pod_without_secrets() {
+    let dir = std::env::temp_dir().join(format!("gocd-dind-postmortems-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("postmortems.jsonl");
+    let gocd = FakeGocd::start("t").await.unwrap();
+    let env = [("GOCD_DIND_POSTMORTEM_LOG", file.to_str().unwrap())];
+    let served = Served::start(&gocd.url, "t", &["--allow-memory-runtime"], &env).await;
+    let cluster = json!({"runtime": "memory", "go_server_url": "https://gocd.example.com/go", "agent_image": "a:1", "security_token": "SECRET-CLUSTER-TOKEN"});
+    let create = json!({
+        "auto_register_key": "SECRET-REGISTER-KEY",
+        "elastic_agent_profile_properties": {"Environment": "PASSWORD=SECRET-ENV"},
+        "cluster_profile_properties": cluster,
+        "job_identifier": crate::lifecycle::job(88),
+    });
+    assert_eq!(served.send("cd.go.elastic-agent.create-agent", &create).await.0, 200);
+    gocd.wait_until(|g| g.console_text().contains("is up after")).await;
+    let console = gocd.console_text();
+    let pod = console.split("Agent pod ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_owned();
+    let completion = json!({"elastic_agent_id": pod, "job_identifier": crate::lifecycle::job(88), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": {}});
+    assert_eq!(served.send("cd.go.elastic-agent.job-completion", &completion).await.0, 200);
+    served.terminate().await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["pod"], pod.as_str());
+    assert_eq!(lines[0]["removed"], "its job completed");
+    assert_eq!(lines[0]["job"]["job_id"], 88);
+    assert!(!text.contains("SECRET"), "a secret reached the post-mortem log: {text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_post_mortem_log_that_cannot_be_written_stops_the_start_and_is_named() {
+    let output = Command::new(BINARY)
+        .arg("serve")
+        .env("GOCD_DIND_TOKEN", "t")
+        .env("GOCD_DIND_POSTMORTEM_LOG", "/nonexistent/dir/postmortems.jsonl")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("GOCD_DIND_POSTMORTEM_LOG") && stderr.contains("/nonexistent/dir"), "{stderr}");
+}

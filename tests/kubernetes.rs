@@ -104,7 +104,7 @@ fn agent_pod() -> AgentPod {
 }
 
 fn start() -> StartOptions {
-    StartOptions { budget: Duration::from_secs(60), progress: Box::new(|_| {}) }
+    StartOptions { budget: Duration::from_secs(60), progress: Box::new(|_| {}), dockerd_ready: Box::new(|| {}) }
 }
 
 fn status(code: u16, message: &str) -> Value {

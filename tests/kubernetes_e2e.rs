@@ -97,6 +97,26 @@ async fn wait_up(h: &Harness, job: i64) -> String {
     }
 }
 
+/// Waits until the API server has the kubelet's `Started` event of one of the pod's
+/// containers (events are written asynchronously, after the status).
+async fn started_event(client: &kube::Client, pod: &str) {
+    use futures_util::TryStreamExt;
+    use kube::runtime::{watcher, WatchStreamExt};
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), NAMESPACE);
+    let config = watcher::Config::default().fields(&format!("involvedObject.name={pod}"));
+    let mut stream = std::pin::pin!(watcher(events, config).applied_objects());
+    let started = async {
+        while let Some(event) = stream.try_next().await.unwrap() {
+            if event.reason.as_deref() == Some("Started") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(GONE_WITHIN, started)
+        .await
+        .unwrap_or_else(|_| panic!("no Started event for pod {pod} after {} s", GONE_WITHIN.as_secs()));
+}
+
 /// Waits until the pod and its Secret are gone from the API.
 pub(crate) async fn assert_gone(client: &kube::Client, pod: &str) {
     let pod_uid = pods(client).get_opt(pod).await.unwrap().and_then(|p| p.metadata.uid);
@@ -241,10 +261,29 @@ async fn jobs_run_docker_run_v_from_godata_over_mutual_tls_in_both_dind_security
         println!("{mode}: {}", job.trim());
     }
 
+    // The agent page: the pod's timeline and its events, read under the Role.
+    started_event(&client, &names[0]).await;
+    let report = send(
+        &h,
+        "cd.go.elastic-agent.agent-status-report",
+        &json!({"job_identifier": job_identifier(jobs[0]), "cluster_profile_properties": profile()}),
+    )
+    .await;
+    for text in ["<td>dockerd ready</td>", "<td>agent started</td>", "Kubernetes events", "Started"] {
+        assert!(report.contains(text), "the agent status report shows {text:?}:\n{report}");
+    }
+
     for (name, job) in names.iter().zip(jobs) {
         h.gocd.set_agent(name, "Idle", "Enabled");
         send(&h, "cd.go.elastic-agent.job-completion", &completion(profile(), name, job)).await;
     }
+    let report = send(
+        &h,
+        "cd.go.elastic-agent.agent-status-report",
+        &json!({"job_identifier": job_identifier(jobs[0]), "cluster_profile_properties": profile()}),
+    )
+    .await;
+    assert!(report.contains("Post-mortem of pod") && report.contains("its job completed"), "{report}");
     for name in &names {
         assert_gone(&client, name).await;
     }
@@ -550,8 +589,12 @@ async fn the_role_lets_the_runtime_read_its_namespaces_uid_and_nothing_else_clus
         kubectl_status(&args)
     };
     assert!(can(NAMESPACE, "get", &format!("namespaces/{NAMESPACE}")), "the Role grants its own namespace");
+    assert!(can(NAMESPACE, "list", "events"), "the Role grants the pods' events to the agent status report");
     for (namespace, verb, what) in [
         ("kube-system", "get", "namespaces/kube-system"),
+        (NAMESPACE, "watch", "events"),
+        (NAMESPACE, "create", "events"),
+        ("gocd", "list", "events"),
         (NAMESPACE, "list", "secrets"),
         (NAMESPACE, "update", "pods"),
         (NAMESPACE, "create", "pods --subresource=exec"),

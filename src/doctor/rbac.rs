@@ -91,6 +91,7 @@ mod tests {
                 "watch pods",
                 "delete pods",
                 "get pods/log",
+                "list events",
                 "create secrets",
                 "get secrets",
                 "delete secrets",

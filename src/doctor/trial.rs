@@ -111,7 +111,8 @@ pub async fn start(place: Place<'_>, settings: &ClusterSettings, budget: Duratio
     if !unsupported.is_empty() {
         return Err(format!("the runtime cannot run the pod: {}", unsupported.join("; ")));
     }
-    let options = StartOptions { budget, progress: Box::new(|line| eprintln!("  ...   {line}")) };
+    let options =
+        StartOptions { budget, progress: Box::new(|line| eprintln!("  ...   {line}")), dockerd_ready: Box::new(|| {}) };
     let began = Instant::now();
     let created = tokio::select! {
         created = runtime.create_pod(&agent_pod, &options) => Some(created),

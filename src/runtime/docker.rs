@@ -26,6 +26,16 @@ use crate::settings::{ClusterId, DockerConnection};
 const CALL_TIMEOUT: u64 = 120;
 /// An image pull is bounded too: a registry that hangs must not hang the job forever.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// How the errors of a failed pull begin ([`is_pull_failure`] reads them back).
+const CANNOT_PULL: &str = "cannot pull image";
+const PULL_TOOK_TOO_LONG: &str = "pulling image";
+/// dockerd's lines the agent status report reads (its problems first, the rest folded).
+const REPORT_LOG_LINES: usize = 200;
+
+/// Whether a refusal is a failed image pull.
+pub(crate) fn is_pull_failure(why: &str) -> bool {
+    why.starts_with(CANNOT_PULL) || why.starts_with(PULL_TOOK_TOO_LONG)
+}
 
 pub struct DockerRuntime {
     connection: DockerConnection,
@@ -91,12 +101,12 @@ impl DockerRuntime {
                 None,
             );
             while let Some(progress) = stream.next().await {
-                progress.map_err(|e| RuntimeError::Rejected(format!("cannot pull image {image}: {e}")))?;
+                progress.map_err(|e| RuntimeError::Rejected(format!("{CANNOT_PULL} {image}: {e}")))?;
             }
             Ok(())
         };
         tokio::time::timeout(PULL_TIMEOUT, pull).await.map_err(|_| {
-            RuntimeError::Rejected(format!("pulling image {image} took over {} s", PULL_TIMEOUT.as_secs()))
+            RuntimeError::Rejected(format!("{PULL_TOOK_TOO_LONG} {image} took over {} s", PULL_TIMEOUT.as_secs()))
         })?
     }
 
@@ -203,7 +213,7 @@ impl DockerRuntime {
         text
     }
 
-    async fn build(&self, pod: &DockerPod) -> Result<(), RuntimeError> {
+    async fn build(&self, pod: &DockerPod, start: &super::StartOptions) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
         self.ensure_image(pod.dind.body.image.as_deref().unwrap_or_default()).await?;
         self.ensure_image(pod.agent.body.image.as_deref().unwrap_or_default()).await?;
@@ -221,6 +231,7 @@ impl DockerRuntime {
         }
         self.create_container(&pod.dind).await?;
         self.wait_ready(pod).await?;
+        (start.dockerd_ready)();
         self.create_container(&pod.agent).await
     }
 }
@@ -370,12 +381,12 @@ impl Runtime for DockerRuntime {
         Ok(infos)
     }
 
-    async fn create_pod(&self, pod: &AgentPod, _start: &super::StartOptions) -> Result<(), RuntimeError> {
+    async fn create_pod(&self, pod: &AgentPod, start: &super::StartOptions) -> Result<(), RuntimeError> {
         let plan = translate::translate(pod).map_err(|problems| {
             RuntimeError::Rejected(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         })?;
         let owner_labels = pod.pod.metadata.labels.clone().unwrap_or_default();
-        let result = self.build(&plan).await;
+        let result = self.build(&plan, start).await;
         if result.is_err() {
             let owner = Ownership {
                 server_id: owner_labels.get(label_keys::SERVER_ID).cloned().unwrap_or_default(),
@@ -410,16 +421,28 @@ impl Runtime for DockerRuntime {
         if containers.is_empty() {
             return Ok(None);
         }
+        let docker = self.docker().await?;
         let mut details = PodDetails::default();
         for c in &containers {
             let container = c.labels.as_ref().and_then(|l| l.get(label_keys::CONTAINER)).cloned().unwrap_or_default();
             if container == DIND_CONTAINER {
-                details.dind_log_tail = self.log_tail(&translate::container_name(name, DIND_CONTAINER), 30).await;
+                let dind = translate::container_name(name, DIND_CONTAINER);
+                details.dind_log_tail = self.log_tail(&dind, REPORT_LOG_LINES).await;
             }
+            // The summary's status text says "Exited (137)"; the exit code and an OOM
+            // kill are only in the container's own state.
+            let inspected = docker.inspect_container(c.id.as_deref().unwrap_or_default(), None).await.ok();
+            let state = inspected.as_ref().and_then(|i| i.state.as_ref());
+            let ended = state.is_some_and(|s| {
+                s.running == Some(false) && s.finished_at.as_deref().is_some_and(|f| !f.starts_with("0001-"))
+            });
             details.containers.push(ContainerDetails {
                 name: container,
                 image: c.image.clone().unwrap_or_default(),
                 state: c.status.clone().unwrap_or_default(),
+                exit_code: state.and_then(|s| s.exit_code).filter(|_| ended),
+                oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
+                restarts: inspected.and_then(|i| i.restart_count).and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
             });
         }
         Ok(Some(details))

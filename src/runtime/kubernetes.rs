@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, LogParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, Preconditions};
 use kube::Client;
 use tokio::sync::OnceCell;
 use tracing::warn;
@@ -26,13 +26,18 @@ use tracing::warn;
 use self::api::ApiClient;
 use self::status::Startup;
 use self::watch::PodWatch;
-use super::{PodDetails, PodInfo, Runtime, RuntimeError, StartOptions};
+use super::{PodDetails, PodEvent, PodInfo, Runtime, RuntimeError, StartOptions};
 use crate::pod::{secret_name, AgentPod, Ownership, DIND_CONTAINER};
 use crate::settings::KubernetesConnection;
 
 /// The field manager recorded on everything the service writes.
 const FIELD_MANAGER: &str = "gocd-dind";
+/// dind's lines a failed start carries into the job console.
 const LOG_TAIL_LINES: i64 = 30;
+/// dind's lines the agent status report reads (its problems first, the rest folded).
+const REPORT_LOG_LINES: i64 = 200;
+/// How the reason of a pod no node took within its budget begins.
+pub(crate) const NOT_SCHEDULED: &str = "not scheduled within";
 
 pub struct KubernetesRuntime {
     api: Arc<ApiClient>,
@@ -113,7 +118,7 @@ impl KubernetesRuntime {
         let watch = self.watch().await.map_err(|e| e.to_string())?;
         let mut changes = watch.changes();
         let deadline = tokio::time::Instant::now() + start.budget;
-        let (mut seen, mut told) = (false, false);
+        let (mut seen, mut told, mut ready) = (false, false, false);
         let mut unschedulable = None;
         loop {
             changes.borrow_and_update();
@@ -124,6 +129,10 @@ impl KubernetesRuntime {
                 Some(pod) if status::terminating(&pod) => return Err("the pod is being deleted".into()),
                 Some(pod) => {
                     seen = true;
+                    if !ready && status::dockerd_ready(&pod) {
+                        ready = true;
+                        (start.dockerd_ready)();
+                    }
                     match status::startup(&pod) {
                         Startup::Running => return Ok(()),
                         Startup::Failed(why) => return Err(why),
@@ -148,7 +157,7 @@ impl KubernetesRuntime {
                 Err(_) => {
                     let seconds = start.budget.as_secs();
                     return Err(match unschedulable {
-                        Some(why) => format!("not scheduled within {seconds} s: {why}"),
+                        Some(why) => format!("{NOT_SCHEDULED} {seconds} s: {why}"),
                         None => format!("the agent did not start within {seconds} s"),
                     });
                 }
@@ -156,11 +165,11 @@ impl KubernetesRuntime {
         }
     }
 
-    async fn dind_log_tail(&self, pod: &Pod) -> String {
+    async fn dind_log_tail(&self, pod: &Pod, lines: i64) -> String {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let params = LogParams {
             container: Some(DIND_CONTAINER.into()),
-            tail_lines: Some(LOG_TAIL_LINES),
+            tail_lines: Some(lines),
             previous: status::dind_restarted(pod),
             ..LogParams::default()
         };
@@ -256,7 +265,7 @@ impl Runtime for KubernetesRuntime {
             Err(e) => (e.to_string(), None),
         };
         let log_tail = match self.watch.get().and_then(|w| w.get(&name)) {
-            Some(current) if secret_uid.is_some() => self.dind_log_tail(&current).await,
+            Some(current) if secret_uid.is_some() => self.dind_log_tail(&current, LOG_TAIL_LINES).await,
             _ => String::new(),
         };
         if let Err(e) = self.delete_exact(|c| self.pods(c), "deleting the pod", &name, &uid).await {
@@ -288,14 +297,34 @@ impl Runtime for KubernetesRuntime {
 
     async fn pod_details(&self, owner: &Ownership, name: &str) -> Result<Option<PodDetails>, RuntimeError> {
         let Some(pod) = self.find(name).await?.filter(|p| status::owned(p, owner)) else { return Ok(None) };
+        let (dind_log_tail, events) =
+            futures_util::join!(self.dind_log_tail(&pod, REPORT_LOG_LINES), self.pod_events(name));
         Ok(Some(PodDetails {
             containers: status::containers(&pod),
             notes: status::notes(&pod),
-            dind_log_tail: self.dind_log_tail(&pod).await,
+            dind_log_tail,
+            // The events are a help, not the report: without them (RBAC) it still answers.
+            events: events.unwrap_or_else(|e| {
+                warn!(pod = %name, error = %e, "cannot read the pod's events");
+                Vec::new()
+            }),
         }))
     }
 
     async fn identity(&self) -> Result<String, RuntimeError> {
         self.namespace_uid().await
+    }
+
+    /// Needs `list` on `events` in the agents' namespace (the Role in deploy/kubernetes).
+    async fn pod_events(&self, name: &str) -> Result<Vec<PodEvent>, RuntimeError> {
+        let params = ListParams::default().fields(&format!("involvedObject.kind=Pod,involvedObject.name={name}"));
+        let list = self
+            .api
+            .call("reading the pod's events", |c| {
+                let params = params.clone();
+                async move { Api::<Event>::namespaced(c, self.namespace()).list(&params).await }
+            })
+            .await?;
+        Ok(status::events(&list.items))
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{ContainerDetails, PodDetails, PodInfo, PodPhase, Runtime, RuntimeError, RuntimeProvider};
+use super::{ContainerDetails, PodDetails, PodEvent, PodInfo, PodPhase, Runtime, RuntimeError, RuntimeProvider};
 use crate::clock::Clock;
 use crate::pod::{label_keys, AgentPod, Ownership};
 use crate::settings::ClusterSettings;
@@ -23,10 +23,23 @@ struct Faults {
     unreachable: bool,
 }
 
+/// What `pod_details` and `pod_events` tell of every pod, as a test set it.
+struct Told {
+    dind_log: String,
+    events: Vec<PodEvent>,
+}
+
+impl Default for Told {
+    fn default() -> Self {
+        Self { dind_log: "API listen on 127.0.0.1:2376".into(), events: Vec::new() }
+    }
+}
+
 pub struct MemoryRuntime {
     clock: Clock,
     pods: Mutex<BTreeMap<String, StoredPod>>,
     faults: Mutex<Faults>,
+    told: Mutex<Told>,
     created_total: Mutex<usize>,
     /// Creations wait while this is `false`: a test holds them to act while a pod is
     /// being created, then releases them.
@@ -44,6 +57,7 @@ impl MemoryRuntime {
             clock,
             pods: Mutex::default(),
             faults: Mutex::default(),
+            told: Mutex::default(),
             created_total: Mutex::default(),
             creates_open: tokio::sync::watch::Sender::new(true),
             answering: tokio::sync::watch::Sender::new(true),
@@ -82,6 +96,16 @@ impl MemoryRuntime {
     /// task that runs them ends without reaching its own bookkeeping.
     pub fn panic_in_creates(&self, panic: bool) {
         self.faults.lock().unwrap().panic_create = panic;
+    }
+
+    /// dind's log as `pod_details` tells it (and as a failed creation carries it).
+    pub fn set_dind_log(&self, log: &str) {
+        log.clone_into(&mut self.told.lock().unwrap().dind_log);
+    }
+
+    /// The events `pod_details` and `pod_events` tell of every pod.
+    pub fn set_events(&self, events: Vec<PodEvent>) {
+        self.told.lock().unwrap().events = events;
     }
 
     /// `describe` hangs until answering again.
@@ -125,7 +149,7 @@ impl Runtime for MemoryRuntime {
         Ok(self.pods.lock().unwrap().values().filter(|p| Self::owned(p, owner)).map(|p| p.info.clone()).collect())
     }
 
-    async fn create_pod(&self, pod: &AgentPod, _start: &super::StartOptions) -> Result<(), RuntimeError> {
+    async fn create_pod(&self, pod: &AgentPod, start: &super::StartOptions) -> Result<(), RuntimeError> {
         self.check_reachable()?;
         assert!(!self.faults.lock().unwrap().panic_create, "memory runtime: a test made pod creation panic");
         let name = pod.pod.metadata.name.clone().unwrap_or_default();
@@ -151,6 +175,7 @@ impl Runtime for MemoryRuntime {
                 log_tail: reason,
             });
         }
+        (start.dockerd_ready)();
         self.set_phase(&name, PodPhase::Running);
         Ok(())
     }
@@ -167,6 +192,7 @@ impl Runtime for MemoryRuntime {
     async fn pod_details(&self, owner: &Ownership, name: &str) -> Result<Option<PodDetails>, RuntimeError> {
         self.check_reachable()?;
         let pods = self.pods.lock().unwrap();
+        let told = self.told.lock().unwrap();
         Ok(pods.get(name).filter(|p| Self::owned(p, owner)).map(|p| {
             let spec = p.pod.pod.spec.clone().unwrap_or_default();
             let containers = spec
@@ -177,11 +203,27 @@ impl Runtime for MemoryRuntime {
                 .map(|c| ContainerDetails {
                     name: c.name.clone(),
                     image: c.image.clone().unwrap_or_default(),
-                    state: format!("{:?}", p.info.phase),
+                    state: match &p.info.phase {
+                        PodPhase::Starting => "starting".into(),
+                        PodPhase::Running => "running".into(),
+                        PodPhase::Stopped(why) => format!("stopped: {why}"),
+                    },
+                    exit_code: matches!(p.info.phase, PodPhase::Stopped(_)).then_some(1),
+                    ..ContainerDetails::default()
                 })
                 .collect();
-            PodDetails { containers, notes: Vec::new(), dind_log_tail: "API listen on 127.0.0.1:2376".into() }
+            PodDetails {
+                containers,
+                notes: Vec::new(),
+                dind_log_tail: told.dind_log.clone(),
+                events: told.events.clone(),
+            }
         }))
+    }
+
+    async fn pod_events(&self, _name: &str) -> Result<Vec<PodEvent>, RuntimeError> {
+        self.check_reachable()?;
+        Ok(self.told.lock().unwrap().events.clone())
     }
 }
 

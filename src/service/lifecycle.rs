@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, instrument, warn};
 
-use super::{Cluster, ClusterError, Failure, Lifecycle, Service};
+use super::journal::{HoldReason, Limit, Stage};
+use super::{Cluster, ClusterError, Lifecycle, Service};
 use crate::agents::{self, Action, ClusterSnapshot, CreateDecision, Limits};
 use crate::error::{Error, Result};
 use crate::pod::{self, AgentPod, PodRequest};
@@ -24,6 +25,7 @@ impl Service {
     pub async fn create_agent(self: &Arc<Self>, req: CreateAgentRequest) -> Result<()> {
         let job = &req.job_identifier;
         let refuse = |message: String| {
+            self.note_hold(job, None, HoldReason::Refused(message.clone()));
             self.console(job, format!("No agent pod: {message}"));
             warn!(%message, "create-agent refused");
             Err(Error::Unprocessable(message))
@@ -41,6 +43,7 @@ impl Service {
             Err(ClusterError::Invalid(message)) => return refuse(message),
             Err(ClusterError::Transient(message)) => {
                 warn!(%message, "create-agent postponed");
+                self.note_hold(job, None, HoldReason::Postponed(message.clone()));
                 self.console(job, format!("Waiting to create an agent pod: {message}. GoCD will ask again."));
                 return Ok(());
             }
@@ -59,6 +62,7 @@ impl Service {
             Ok(pods) => pods,
             Err(e) => {
                 warn!(error = %e, "create-agent postponed: cannot list pods");
+                self.note_hold(job, Some(&cluster.id), HoldReason::Postponed(e.to_string()));
                 self.console(job, format!("Waiting to create an agent pod: {e}. GoCD will ask again."));
                 return Ok(());
             }
@@ -75,12 +79,18 @@ impl Service {
                 self.limit_reached(
                     &cluster,
                     job,
+                    Limit::Pending,
                     &format!("{pending} agent pods are waiting to register (max_pending_agents = {max})"),
                 );
                 Ok(())
             }
             CreateDecision::TotalLimit { total, max } => {
-                self.limit_reached(&cluster, job, &format!("{total} agent pods exist (max_running_agents = {max})"));
+                self.limit_reached(
+                    &cluster,
+                    job,
+                    Limit::Total,
+                    &format!("{total} agent pods exist (max_running_agents = {max})"),
+                );
                 Ok(())
             }
             CreateDecision::Create => {
@@ -91,6 +101,7 @@ impl Service {
                     Err(other) => return Err(other),
                 };
                 self.registry.lock().unwrap().insert_creating(cluster.id.clone(), &name, job, self.clock.now());
+                self.note_created(&cluster, &name, job);
                 let service = Arc::clone(self);
                 let job = job.clone();
                 self.tasks.spawn(async move { service.start_pod(cluster, built, job).await });
@@ -145,12 +156,17 @@ impl Service {
             let (service, job) = (Arc::clone(self), job.clone());
             Box::new(move |line: String| service.console(&job, line))
         };
-        let start = StartOptions { budget: cluster.settings.auto_register_timeout, progress: console };
+        let dockerd_ready = {
+            let (service, name) = (Arc::clone(self), name.clone());
+            Box::new(move || service.note_stage(&name, Stage::DockerdReady))
+        };
+        let start = StartOptions { budget: cluster.settings.auto_register_timeout, progress: console, dockerd_ready };
         match cluster.runtime.create_pod(&pod, &start).await {
             Ok(()) => {
                 let seconds = started.elapsed().as_secs_f64();
                 self.metrics.pods_created.inc();
                 self.metrics.pod_ready_seconds.observe(seconds);
+                self.note_stage(&name, Stage::AgentStarted);
                 let mut registry = self.registry.lock().unwrap();
                 if registry.get(&name).is_some_and(|r| r.lifecycle == Lifecycle::Creating) {
                     registry.set_lifecycle(&name, Lifecycle::Live);
@@ -165,22 +181,16 @@ impl Service {
                     .pod_create_failures
                     .get_or_create(&crate::metrics::Reason { reason: failure_kind(&e).into() })
                     .inc();
-                let mut registry = self.registry.lock().unwrap();
-                registry.remove(&name);
-                registry.record_failure(Failure {
-                    job_id: job.job_id,
-                    pod: name.clone(),
-                    at: self.clock.now(),
-                    reason: reason.clone(),
-                });
-                drop(registry);
+                self.registry.lock().unwrap().remove(&name);
+                self.note_start_failure(&cluster, &name, &e).await;
                 warn!(pod = %name, error = %reason, "pod failed to start and was removed");
                 self.console(&job, format!("Agent pod {name} failed to start and was removed: {reason}"));
             }
         }
     }
 
-    fn limit_reached(&self, cluster: &Cluster, job: &crate::protocol::JobIdentifier, why: &str) {
+    fn limit_reached(&self, cluster: &Cluster, job: &crate::protocol::JobIdentifier, limit: Limit, why: &str) {
+        self.note_hold(job, Some(&cluster.id), HoldReason::Limit(limit, why.to_owned()));
         let text = format!("gocd-dind ({}): {why}; job {} waits for a free slot.", cluster.describe(), job.path());
         info!(cluster = %cluster.id, "{why}");
         self.console(job, format!("Not creating an agent pod yet: {why}. GoCD will ask again."));
@@ -191,11 +201,18 @@ impl Service {
     pub fn should_assign_work(self: &Arc<Self>, req: &ShouldAssignWorkRequest) -> bool {
         let registry = self.registry.lock().unwrap();
         if let Some(record) = registry.get(&req.agent.agent_id) {
-            return agents::should_assign(
+            let assign = agents::should_assign(
                 Some(record.info.job_id),
                 record.lifecycle == Lifecycle::Terminating,
                 req.job_identifier.job_id,
             );
+            drop(registry);
+            // Only a registered agent asks for work.
+            self.note_stage(&req.agent.agent_id, Stage::Registered);
+            if assign {
+                self.note_stage(&req.agent.agent_id, Stage::Assigned);
+            }
+            return assign;
         }
         drop(registry);
         // Unknown agent: after a restart the registry is empty until the next listing.
@@ -225,6 +242,7 @@ impl Service {
     #[instrument(skip_all, fields(agent = %req.elastic_agent_id, job_id = req.job_identifier.job_id))]
     pub async fn job_completion(&self, req: JobCompletionRequest) -> Result<()> {
         let name = req.elastic_agent_id.clone();
+        self.note_stage(&name, Stage::Completed);
         let recorded = {
             let mut registry = self.registry.lock().unwrap();
             registry.set_lifecycle(&name, Lifecycle::Terminating);
@@ -246,7 +264,11 @@ impl Service {
             warn!(error = %e, "could not disable the agent; server-ping retries");
         }
         let mut removed = false;
+        let mut look = None;
         for cluster in &candidates {
+            if look.is_none() {
+                look = self.last_look(cluster, &name).await;
+            }
             match cluster.runtime.delete_pod(&cluster.owner, &name).await {
                 Ok(()) => removed = true,
                 Err(e) => warn!(error = %e, cluster = %cluster.id, "could not remove the pod; server-ping retries"),
@@ -254,6 +276,7 @@ impl Service {
         }
         if removed {
             self.registry.lock().unwrap().remove(&name);
+            self.note_removed(&name, "its job completed", look);
             self.metrics.removed("job-completed");
             if let Err(e) = self.processor.delete_agents(std::slice::from_ref(&name)).await {
                 warn!(error = %e, "could not delete the agent; server-ping retries");
@@ -309,6 +332,7 @@ impl Service {
                 return Ok(());
             }
         };
+        self.note_agents(&agents);
         self.last_agents.lock().unwrap().clone_from(&agents);
         let actions = agents::plan_ping(&snapshots, &agents, self.clock.now(), complete);
         self.execute(&clusters, actions).await;
@@ -328,10 +352,12 @@ impl Service {
                 Action::DeletePod { cluster, name, reason } => {
                     let Some(cluster) = clusters.iter().find(|c| c.id == cluster) else { continue };
                     self.registry.lock().unwrap().set_lifecycle(&name, Lifecycle::Terminating);
+                    let look = self.last_look(cluster, &name).await;
                     match cluster.runtime.delete_pod(&cluster.owner, &name).await {
                         Ok(()) => {
                             info!(pod = %name, reason = reason.as_str(), "pod removed by server-ping");
                             self.registry.lock().unwrap().remove(&name);
+                            self.note_removed(&name, reason.explain(), look);
                             self.metrics.removed(reason.as_str());
                         }
                         Err(e) => warn!(pod = %name, error = %e, "could not remove the pod; retrying at the next ping"),

@@ -114,6 +114,7 @@ impl Service {
         self.last_refresh.lock().unwrap().retain(|id, _| live.contains(id));
         let forgotten = self.registry.lock().unwrap().retain_clusters(live);
         self.runtimes.retain(settings);
+        self.forget_observations(live, &gone);
         let places: BTreeSet<String> = settings.iter().map(ClusterSettings::place).collect();
         self.identities.lock().unwrap().retain(|place, _| places.contains(place));
         let mut orphans = self.orphans.lock().unwrap();
@@ -190,13 +191,15 @@ impl Service {
     pub async fn readiness(&self) -> (Vec<String>, usize) {
         let clusters = self.known_clusters();
         let probes = clusters.iter().map(|cluster| async move {
-            match tokio::time::timeout(READY_PROBE_TIMEOUT, cluster.runtime.describe()).await {
+            let problem = match tokio::time::timeout(READY_PROBE_TIMEOUT, cluster.runtime.describe()).await {
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => Some(format!("{}: {e}", cluster.describe())),
                 Err(_) => {
                     Some(format!("{}: no answer within {} ms", cluster.describe(), READY_PROBE_TIMEOUT.as_millis()))
                 }
-            }
+            };
+            self.note_engine(&cluster.id, problem.clone());
+            problem
         });
         let problems = futures_util::future::join_all(probes).await.into_iter().flatten().collect();
         (problems, clusters.len())

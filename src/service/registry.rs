@@ -1,9 +1,9 @@
 //! What the service remembers about pods between requests. It is a cache of the
 //! runtimes' listings plus what only this process knows (pods being created or torn
-//! down, why a creation failed); every listing refreshes it, so a restart loses nothing
-//! that matters.
+//! down); every listing refreshes it, so a restart loses nothing that matters. Why a
+//! creation failed, and what became of pods, is in the journal.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::SystemTime;
 
 use crate::listing::{PodInfo, PodPhase};
@@ -24,8 +24,7 @@ pub struct PodRecord {
     pub lifecycle: Lifecycle,
 }
 
-/// Why a job's pod could not be created; kept (bounded) for the agent status report
-/// after the pod itself is gone.
+/// Why a job's pod could not be created (from its post-mortem in the journal).
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub job_id: i64,
@@ -34,12 +33,9 @@ pub struct Failure {
     pub reason: String,
 }
 
-const FAILURES_KEPT: usize = 200;
-
 #[derive(Debug, Default)]
 pub struct Registry {
     pods: BTreeMap<String, PodRecord>,
-    failures: VecDeque<Failure>,
 }
 
 impl Registry {
@@ -97,11 +93,18 @@ impl Registry {
     }
 
     /// Replaces what we know of one cluster with a fresh listing, keeping pods that are
-    /// still being created (they may not be listed yet) and what only we know.
-    pub fn refresh(&mut self, cluster: &ClusterId, listed: Vec<PodInfo>) {
+    /// still being created (they may not be listed yet) and what only we know. Returns
+    /// the pods that are no longer listed.
+    pub fn refresh(&mut self, cluster: &ClusterId, listed: Vec<PodInfo>) -> Vec<String> {
         let listed: HashMap<String, PodInfo> = listed.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let mut dropped = Vec::new();
         self.pods.retain(|name, record| {
-            &record.cluster != cluster || record.lifecycle == Lifecycle::Creating || listed.contains_key(name)
+            let kept =
+                &record.cluster != cluster || record.lifecycle == Lifecycle::Creating || listed.contains_key(name);
+            if !kept {
+                dropped.push(name.clone());
+            }
+            kept
         });
         for (name, mut info) in listed {
             match self.pods.get_mut(&name) {
@@ -119,24 +122,12 @@ impl Registry {
                 }
             }
         }
-    }
-
-    pub fn record_failure(&mut self, failure: Failure) {
-        if self.failures.len() == FAILURES_KEPT {
-            self.failures.pop_front();
-        }
-        self.failures.push_back(failure);
-    }
-
-    pub fn last_failure(&self, job_id: i64) -> Option<&Failure> {
-        self.failures.iter().rev().find(|f| f.job_id == job_id)
+        dropped
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn c(name: &str) -> ClusterId {
@@ -170,6 +161,13 @@ mod tests {
 
     fn state(r: &Registry) -> Vec<(String, Lifecycle, PodPhase)> {
         r.all().map(|p| (p.info.name.clone(), p.lifecycle, p.info.phase.clone())).collect()
+    }
+
+    #[test]
+    fn refresh_says_which_pods_are_no_longer_listed() {
+        let mut r = registry();
+        let dropped = r.refresh(&c("c1"), vec![listed("live", 2, PodPhase::Running)]);
+        assert_eq!(dropped, ["terminating"], "the pod being created stays, the other cluster's too");
     }
 
     #[test]
@@ -242,20 +240,5 @@ mod tests {
         assert_eq!(names, ["creating", "live", "terminating"]);
         assert_eq!(state(&r), [("elsewhere".to_owned(), Lifecycle::Live, PodPhase::Starting)]);
         assert_eq!(r.retain_clusters(&BTreeSet::new()).len(), 1);
-    }
-
-    #[test]
-    fn failures_are_kept_bounded_and_the_latest_per_job_wins() {
-        let mut r = Registry::default();
-        assert_eq!(FAILURES_KEPT, 200);
-        for i in 0..FAILURES_KEPT + 10 {
-            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64);
-            let job_id = i64::try_from(i % 3).unwrap();
-            r.record_failure(Failure { job_id, pod: format!("p{i}"), at, reason: format!("reason {i}") });
-        }
-        assert_eq!(r.failures.len(), FAILURES_KEPT);
-        // The last of the 210 failures with job id 1 is number 208.
-        assert_eq!(r.last_failure(1).unwrap().pod, "p208");
-        assert!(r.last_failure(5).is_none());
     }
 }

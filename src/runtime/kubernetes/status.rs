@@ -3,10 +3,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::pod::{annotation, label_keys, Ownership, AGENT_CONTAINER, DIND_CONTAINER};
-use crate::runtime::{ContainerDetails, PodInfo, PodPhase};
+use crate::runtime::{ContainerDetails, PodEvent, PodInfo, PodPhase};
 
 /// Waiting reasons that will not resolve by waiting.
 const HOPELESS: &[&str] = &[
@@ -84,6 +85,12 @@ pub fn startup(pod: &Pod) -> Startup {
     Startup::Waiting { unschedulable }
 }
 
+/// Whether dockerd answered over TLS: dind (a native sidecar) is `started` once its
+/// startup probe, a TLS API call, passed.
+pub fn dockerd_ready(pod: &Pod) -> bool {
+    container(pod, DIND_CONTAINER).is_some_and(|c| c.started == Some(true))
+}
+
 /// Whether dind's log of interest is its previous run (it exited and was restarted).
 pub fn dind_restarted(pod: &Pod) -> bool {
     container(pod, DIND_CONTAINER).is_some_and(|c| c.restart_count > 0)
@@ -108,12 +115,14 @@ pub fn phase(pod: &Pod) -> PodPhase {
     }
 }
 
+fn system_time(time: &Time) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(time.0.as_second()).unwrap_or_default())
+}
+
 pub fn pod_info(pod: &Pod) -> PodInfo {
     let labels = pod.metadata.labels.as_ref();
     let annotations = pod.metadata.annotations.as_ref();
-    let created = pod.metadata.creation_timestamp.as_ref().map_or_else(SystemTime::now, |t| {
-        UNIX_EPOCH + Duration::from_secs(u64::try_from(t.0.as_second()).unwrap_or_default())
-    });
+    let created = pod.metadata.creation_timestamp.as_ref().map_or_else(SystemTime::now, system_time);
     PodInfo {
         name: pod.metadata.name.clone().unwrap_or_default(),
         job_id: labels.and_then(|l| l.get(label_keys::JOB_ID)).and_then(|j| j.parse().ok()).unwrap_or_default(),
@@ -123,23 +132,61 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
     }
 }
 
-/// Each container as the status report shows it, dind (the sidecar) first.
+/// Each container as the status report shows it, dind (the sidecar) first. The exit code
+/// and an OOM kill are its current run's when it ended, else its previous run's (dind
+/// restarted by the kubelet).
 pub fn containers(pod: &Pod) -> Vec<ContainerDetails> {
     statuses(pod)
-        .map(|c| ContainerDetails {
-            name: c.name.clone(),
-            image: c.image.clone(),
-            state: match &c.state {
-                Some(s) if s.running.is_some() => "running".into(),
-                Some(s) if s.terminated.is_some() => {
-                    let t = s.terminated.as_ref().expect("checked");
-                    format!("terminated: exit code {} ({})", t.exit_code, t.reason.as_deref().unwrap_or("-"))
-                }
-                Some(s) => s.waiting.as_ref().and_then(|w| w.reason.clone()).unwrap_or_else(|| "waiting".into()),
-                None => "unknown".into(),
-            },
+        .map(|c| {
+            let ended = c
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
+            ContainerDetails {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                state: match &c.state {
+                    Some(s) if s.running.is_some() => "running".into(),
+                    Some(s) if s.terminated.is_some() => {
+                        let t = s.terminated.as_ref().expect("checked");
+                        format!("terminated: exit code {} ({})", t.exit_code, t.reason.as_deref().unwrap_or("-"))
+                    }
+                    Some(s) => s.waiting.as_ref().and_then(|w| w.reason.clone()).unwrap_or_else(|| "waiting".into()),
+                    None => "unknown".into(),
+                },
+                exit_code: ended.map(|t| i64::from(t.exit_code)),
+                oom_killed: ended.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")),
+                restarts: u32::try_from(c.restart_count).unwrap_or(0),
+            }
         })
         .collect()
+}
+
+/// The events of one pod, oldest first, as `kubectl describe pod` lists them.
+pub fn events(events: &[Event]) -> Vec<PodEvent> {
+    let mut read: Vec<PodEvent> = events
+        .iter()
+        .map(|e| PodEvent {
+            at: e
+                .last_timestamp
+                .as_ref()
+                .or(e.first_timestamp.as_ref())
+                .map(system_time)
+                .or_else(|| {
+                    e.event_time
+                        .as_ref()
+                        .map(|t| UNIX_EPOCH + Duration::from_secs(u64::try_from(t.0.as_second()).unwrap_or_default()))
+                })
+                .or_else(|| e.metadata.creation_timestamp.as_ref().map(system_time)),
+            warning: e.type_.as_deref() == Some("Warning"),
+            reason: e.reason.clone().unwrap_or_default(),
+            message: e.message.clone().unwrap_or_default(),
+            count: e.count.and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
+        })
+        .collect();
+    read.sort_by_key(|e| e.at);
+    read
 }
 
 /// Pod-level facts worth a line in the report: scheduling trouble, the phase's message.

@@ -101,3 +101,45 @@ fn pod_info_comes_from_labels_and_the_report_lists_containers_and_scheduling_tro
         ["PodScheduled: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector"]
     );
 }
+
+#[test]
+fn dockerd_is_ready_once_dinds_startup_probe_passed() {
+    let mut dind = container("dind", &json!({"running": {}}));
+    assert!(!dockerd_ready(&pod(&json!({"initContainerStatuses": [dind.clone()]}))), "running, probe not passed yet");
+    dind["started"] = json!(true);
+    assert!(dockerd_ready(&pod(&json!({"initContainerStatuses": [dind]}))));
+    assert!(!dockerd_ready(&pod(&json!({"phase": "Pending"}))));
+}
+
+#[test]
+fn containers_carry_exit_codes_oom_kills_and_restarts() {
+    let mut dind = container("dind", &json!({"running": {}}));
+    dind["restartCount"] = json!(2);
+    dind["lastState"] = json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}});
+    let agent = container("agent", &json!({"terminated": {"exitCode": 1, "reason": "Error"}}));
+    let read = containers(&pod(&json!({"initContainerStatuses": [dind], "containerStatuses": [agent]})));
+    let summary: Vec<_> = read.iter().map(|c| (c.name.as_str(), c.exit_code, c.oom_killed, c.restarts)).collect();
+    assert_eq!(summary, [("dind", Some(137), true, 2), ("agent", Some(1), false, 0)]);
+    assert_eq!(read[1].state, "terminated: exit code 1 (Error)");
+}
+
+#[test]
+fn events_are_read_oldest_first_with_their_kind_and_count() {
+    let event = |reason: &str, kind: &str, at: &str, count: Option<i32>| -> Event {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("e-{reason}")},
+            "involvedObject": {"kind": "Pod", "name": "gocd-dind-p1"},
+            "reason": reason, "message": format!("{reason} message"), "type": kind,
+            "lastTimestamp": at, "count": count,
+        }))
+        .unwrap()
+    };
+    let read = events(&[
+        event("Failed", "Warning", "2026-01-01T00:00:05Z", Some(3)),
+        event("Scheduled", "Normal", "2026-01-01T00:00:01Z", None),
+    ]);
+    let summary: Vec<_> = read.iter().map(|e| (e.reason.as_str(), e.warning, e.count)).collect();
+    assert_eq!(summary, [("Scheduled", false, 1), ("Failed", true, 3)]);
+    assert_eq!(read[1].message, "Failed message");
+    assert!(read[0].at < read[1].at);
+}
