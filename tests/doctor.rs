@@ -148,7 +148,7 @@ async fn on_kubernetes_an_account_without_the_role_gets_each_missing_right_named
     assert!(
         out.contains(
             "  FAIL  RBAC: the token may not create pods, get pods, list pods, watch pods, delete pods, \
-             get pods/log, create secrets, get secrets, delete secrets, get namespaces gocd-dind-agents"
+             get pods/log, list events, create secrets, get secrets, delete secrets, get namespaces gocd-dind-agents"
         ),
         "every right the Role grants is named:\n{out}"
     );
