@@ -259,7 +259,7 @@ impl Service {
             candidates = self.known_clusters();
         }
         // The pod may live where its profile pointed before it was re-pointed or deleted.
-        candidates.extend(self.orphan_clusters());
+        candidates.extend(self.orphan_clusters_holding(&name));
         if let Err(e) = self.processor.disable_agents(std::slice::from_ref(&name)).await {
             warn!(error = %e, "could not disable the agent; server-ping retries");
         }

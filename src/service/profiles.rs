@@ -143,25 +143,37 @@ impl Service {
         }
     }
 
-    /// Clusters no profile names any more that held pods of this server.
-    pub(crate) fn orphan_clusters(&self) -> Vec<Cluster> {
-        self.orphans.lock().unwrap().values().map(|o| o.cluster.clone()).collect()
+    /// Clusters no profile names any more whose last known pods include `pod`: asked
+    /// only for such a pod, so an unreachable orphan never holds up other requests.
+    pub(crate) fn orphan_clusters_holding(&self, pod: &str) -> Vec<Cluster> {
+        let orphans = self.orphans.lock().unwrap();
+        orphans.values().filter(|o| o.pods.iter().any(|p| p == pod)).map(|o| o.cluster.clone()).collect()
     }
 
-    /// The orphaned clusters as they are now: each is listed again (within
-    /// [`READY_PROBE_TIMEOUT`]); one whose pods are all gone is forgotten.
+    /// The orphaned clusters as they are now: all listed again at once, each within
+    /// [`READY_PROBE_TIMEOUT`]; one whose pods are all gone is forgotten.
     pub async fn orphan_views(&self) -> Vec<OrphanView> {
         let orphans: Vec<Orphan> = self.orphans.lock().unwrap().values().cloned().collect();
-        let mut views = Vec::new();
-        for orphan in orphans {
+        let listings = orphans.iter().map(|orphan| {
             let cluster = &orphan.cluster;
-            let listed = tokio::time::timeout(READY_PROBE_TIMEOUT, cluster.runtime.list_pods(&cluster.owner)).await;
+            tokio::time::timeout(READY_PROBE_TIMEOUT, cluster.runtime.list_pods(&cluster.owner))
+        });
+        let listings = futures_util::future::join_all(listings).await;
+        let mut views = Vec::new();
+        for (orphan, listed) in orphans.into_iter().zip(listings) {
+            let cluster = &orphan.cluster;
             let (pods, error) = match listed {
                 Ok(Ok(pods)) if pods.is_empty() => {
                     self.orphans.lock().unwrap().remove(&cluster.id);
                     continue;
                 }
-                Ok(Ok(pods)) => (pods.into_iter().map(|p| p.name).collect(), None),
+                Ok(Ok(pods)) => {
+                    let names: Vec<String> = pods.into_iter().map(|p| p.name).collect();
+                    if let Some(kept) = self.orphans.lock().unwrap().get_mut(&cluster.id) {
+                        kept.pods.clone_from(&names);
+                    }
+                    (names, None)
+                }
                 Ok(Err(e)) => (orphan.pods.clone(), Some(format!("cannot list its pods now ({e}); as last known:"))),
                 Err(_) => (
                     orphan.pods.clone(),
