@@ -14,6 +14,7 @@ mod http_contract;
 mod kubernetes;
 mod kubernetes_e2e;
 pub mod lifecycle;
+mod monitoring;
 mod operator_view;
 pub mod profile_changes;
 mod static_answers;
