@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every test: Rust unit and integration tests (HTTP contract, lifecycle rules, the binary,
-# Docker and Kubernetes end to end), the shim's JUnit tests and jar layout, and the
-# cross-language round trip (the shim jar driving the real service). Starts a Docker
-# Engine, builds the test images and brings up the local Kubernetes cluster when missing;
-# the end-to-end tests fail, never skip, without them. Stop the cluster with
+# the status pages in headless Chromium, Docker and Kubernetes end to end), the shim's
+# JUnit tests and jar layout, and the cross-language round trip (the shim jar driving the
+# real service). Starts a Docker Engine, builds the test images, installs Chromium and
+# brings up the local Kubernetes cluster when missing; the tests that need them fail,
+# never skip, without them. Stop the cluster with
 # .ci/k8s-down.sh (.ci/run does when it started it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "Docker Engine and test images"
 bash .ci/docker-up.sh
 bash .ci/build-test-images.sh
+
+step "Chromium for the page tests"
+bash .ci/chromium-up.sh
 
 step "Local Kubernetes (builds Kubernetes from source the first time: 6-17 min)"
 GOCD_DIND_KUBECONFIG=$(bash .ci/k8s-up.sh | tail -n 1)

@@ -5,6 +5,7 @@ mod local_cluster;
 mod support;
 
 mod binary;
+mod browser;
 mod cluster_identity;
 mod docker_e2e;
 mod docker_remote;
@@ -16,5 +17,6 @@ mod kubernetes_e2e;
 pub mod lifecycle;
 mod monitoring;
 mod operator_view;
+mod pages_browser;
 pub mod profile_changes;
 mod static_answers;

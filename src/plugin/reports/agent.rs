@@ -41,7 +41,9 @@ pub fn body(html: &mut String, view: &AgentView, links: &Links, now: SystemTime)
         None => why_no_pod(html, view, now),
     }
     if let Some(dead) = view.postmortem.as_ref().filter(|s| view.row.as_ref().is_none_or(|r| r.name != s.pod)) {
-        postmortem(html, dead, now);
+        // Without a pod or a hold, the section above already said when and why it went.
+        let say_removed = view.row.is_some() || view.hold.is_some();
+        postmortem(html, dead, now, say_removed);
     }
 }
 
@@ -66,7 +68,13 @@ fn why_no_pod(html: &mut String, view: &AgentView, now: SystemTime) {
     } else if let Some(dead) = &view.postmortem {
         let at = dead.at(Stage::Removed).map(|at| moment(at, now)).unwrap_or_default();
         let why = dead.removal.as_deref().unwrap_or_default();
-        let _ = write!(html, "<p>Pod {} was removed {}: {}.</p>", esc(&dead.pod), esc(&at), esc(why));
+        let _ = write!(
+            html,
+            "<p>Pod {} was removed {}: {}. Its post-mortem follows.</p>",
+            esc(&dead.pod),
+            esc(&at),
+            esc(why)
+        );
     } else if let Some(asked) = &view.asked_for {
         let _ = write!(
             html,
@@ -80,7 +88,7 @@ fn why_no_pod(html: &mut String, view: &AgentView, now: SystemTime) {
 }
 
 /// What the last pod of the job went through, kept after it is gone.
-fn postmortem(html: &mut String, dead: &Story, now: SystemTime) {
+fn postmortem(html: &mut String, dead: &Story, now: SystemTime, say_removed: bool) {
     html.push_str("<section>");
     let _ = write!(html, "<h3>Post-mortem of pod {}</h3>", esc(&dead.pod));
     if let Some(failure) = &dead.failure {
@@ -92,7 +100,7 @@ fn postmortem(html: &mut String, dead: &Story, now: SystemTime) {
             esc(&failure.message)
         );
     }
-    if let (Some(at), Some(why)) = (dead.at(Stage::Removed), &dead.removal) {
+    if let (Some(at), Some(why), true) = (dead.at(Stage::Removed), &dead.removal, say_removed) {
         let _ = write!(html, "<p>Removed {}: {}.</p>", esc(&moment(at, now)), esc(why));
     }
     timeline(html, dead);

@@ -27,6 +27,9 @@ pub const STYLE: &str = "<style>\
 .gocd-dind .state-running{background:#dafbe1}.gocd-dind .state-pending,.gocd-dind .state-creating{background:#fff8c5}\
 .gocd-dind .state-terminating{background:#eaeef2}.gocd-dind .state-stopped{background:#ffebe9}\
 .gocd-dind .counts{margin:6px 0}.gocd-dind .counts span{margin-right:14px;white-space:nowrap}\
+.gocd-dind .limits span{white-space:nowrap}\
+.gocd-dind table.fixed{table-layout:fixed}.gocd-dind .w10{width:10%}.gocd-dind .w15{width:15%}\
+.gocd-dind .w20{width:20%}.gocd-dind .w25{width:25%}.gocd-dind .w30{width:30%}.gocd-dind .w40{width:40%}\
 .gocd-dind .full{color:#b3261e;font-weight:600}\
 .gocd-dind ul{margin:4px 0;padding-left:20px}.gocd-dind details{margin:6px 0}.gocd-dind summary{cursor:pointer}\
 </style>";

@@ -67,7 +67,7 @@ fn profiles(html: &mut String, profiles: &[ProfileView], view: &ClusterView) {
     match profiles {
         [] => {}
         [only] => {
-            let _ = write!(html, "<p class=\"counts\">{}</p>", limits(only));
+            let _ = write!(html, "<p class=\"limits\">{}</p>", limits(only));
             html.push_str("<details><summary>Cluster profile settings</summary>");
             settings_table(html, &only.settings);
             html.push_str("</details>");
@@ -96,7 +96,9 @@ pub fn pods_table(html: &mut String, pods: &[PodRow], links: &Links) {
         html.push_str("<p>No agent pods.</p>");
         return;
     }
-    html.push_str("<table><tr><th>Pod (agent id)</th><th>Job</th><th>State</th><th>Age</th></tr>");
+    html.push_str(
+        "<table class=\"fixed\"><tr><th class=\"w30\">Pod (agent id)</th><th class=\"w40\">Job</th><th class=\"w15\">State</th><th class=\"w15\">Age</th></tr>",
+    );
     for pod in pods {
         let job = match &pod.job {
             Some(job) => link(&links.job(job), &job.path()),
@@ -114,7 +116,9 @@ pub fn pods_table(html: &mut String, pods: &[PodRow], links: &Links) {
 }
 
 fn failures_table(html: &mut String, stories: &[Story], links: &Links, now: SystemTime) {
-    html.push_str("<table><tr><th>When</th><th>Job</th><th>Pod</th><th>Reason</th></tr>");
+    html.push_str(
+        "<table class=\"fixed\"><tr><th class=\"w20\">When</th><th class=\"w25\">Job</th><th class=\"w25\">Pod</th><th>Reason</th></tr>",
+    );
     for story in stories {
         let Some(failure) = &story.failure else { continue };
         let when = story.at(Stage::Removed).map(|at| moment(at, now)).unwrap_or_default();
@@ -137,7 +141,9 @@ pub fn postmortems(html: &mut String, stories: &[Story], links: &Links, now: Sys
         return;
     }
     html.push_str("<section><h3>Recently gone pods</h3>");
-    html.push_str("<table><tr><th>Removed</th><th>Pod</th><th>Job</th><th>Lived</th><th>Why</th></tr>");
+    html.push_str(
+        "<table class=\"fixed\"><tr><th class=\"w15\">Removed</th><th class=\"w25\">Pod</th><th class=\"w25\">Job</th><th class=\"w10\">Lived</th><th>Why</th></tr>",
+    );
     for story in stories {
         let removed = story.at(Stage::Removed);
         let lived = story.at(Stage::Created).zip(removed).and_then(|(c, r)| r.duration_since(c).ok());
