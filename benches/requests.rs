@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::http::Request;
-use gocd_dind::agents::{plan_ping, ClusterSnapshot};
+use gocd_dind::agents::{plan_ping, ClusterSnapshot, Limits};
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::Harness;
 use gocd_dind::listing::{PodInfo, PodPhase};
@@ -120,12 +120,16 @@ async fn server_ping(harness: &Harness, pods: &[StoredPod], cluster: &serde_json
         cluster: ClusterId("bench".into()),
         pods: infos,
         auto_register_timeout: Duration::from_secs(600),
+        limits: Limits { max_pending: 10_000, max_total: 10_000 },
+        pools: std::collections::BTreeMap::new(),
     }];
     let agents: Vec<AgentMetadata> = harness.gocd.agents();
     let empty = [ClusterSnapshot {
         cluster: ClusterId("bench".into()),
         pods: Vec::new(),
         auto_register_timeout: Duration::from_secs(600),
+        limits: Limits { max_pending: 10_000, max_total: 10_000 },
+        pools: std::collections::BTreeMap::new(),
     }];
     let mut decide = Vec::new();
     let mut decide_empty = Vec::new();

@@ -1,12 +1,15 @@
 //! The GoCD rules as pure functions over snapshots: what to create, what to assign, what
 //! to remove. No I/O here; the service gathers the snapshots and carries out the actions.
+//! The warm pools' own rules (which warm pods to make, claim and remove) are in [`pool`].
 
-use std::collections::{BTreeSet, HashMap};
+pub mod pool;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
-use crate::listing::{PodInfo, PodPhase};
+use crate::listing::{PodInfo, PodPhase, PoolShape};
 use crate::protocol::AgentMetadata;
-use crate::settings::ClusterId;
+use crate::settings::{ClusterId, PoolId};
 
 /// The limits of one cluster profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,11 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateDecision {
     Create,
+    /// A warm pod of the job's pool is up: bind it to the job and start its agent.
+    Claim(String),
+    /// A limit is reached only because of warm pods waiting for other profiles' jobs:
+    /// remove this one, then create. A job waiting never loses to an idle warm pod.
+    CreateAfterEvicting(String),
     /// A pod for this job exists (or is being created): GoCD re-sends create-agent
     /// while a job waits, from several threads.
     AlreadyExists(String),
@@ -31,20 +39,52 @@ pub enum CreateDecision {
     },
 }
 
-/// `pods` are this cluster profile's pods, including those still being created;
-/// `registered` are the agent ids GoCD knows.
-pub fn plan_create(pods: &[PodInfo], registered: &BTreeSet<String>, job_id: i64, limits: Limits) -> CreateDecision {
-    if let Some(pod) = pods.iter().find(|p| p.job_id == job_id) {
+/// `pods` are this cluster profile's pods, including those still being created and warm
+/// pods; `registered` are the agent ids GoCD knows; `pool` is the warm pool the job's
+/// profiles name, when they keep one. In order: the job's own pod, a warm pod of its
+/// pool to claim (claiming changes no count: the pod exists already), a new pod within
+/// the limits, a new pod in place of another pool's warm pod, a limit.
+pub fn plan_create(
+    pods: &[PodInfo],
+    registered: &BTreeSet<String>,
+    job_id: i64,
+    limits: Limits,
+    pool: Option<&PoolId>,
+) -> CreateDecision {
+    if let Some(pod) = pods.iter().find(|p| p.serves(job_id)) {
         return CreateDecision::AlreadyExists(pod.name.clone());
     }
-    if pods.len() >= limits.max_total {
-        return CreateDecision::TotalLimit { total: pods.len(), max: limits.max_total };
+    if let Some(name) = pool.and_then(|pool| pool::claimable(pods, pool)) {
+        return CreateDecision::Claim(name);
     }
-    let pending = pods.iter().filter(|p| !registered.contains(&p.name)).count();
+    let Some(limit) = limit_reached(pods, registered, limits, 0) else { return CreateDecision::Create };
+    match pool::evictable(pods, pool) {
+        Some(name) if limit_reached(pods, registered, limits, 1).is_none() => CreateDecision::CreateAfterEvicting(name),
+        _ => limit,
+    }
+}
+
+/// The limit one more pod would break, once `freed` unregistered pods are gone.
+fn limit_reached(
+    pods: &[PodInfo],
+    registered: &BTreeSet<String>,
+    limits: Limits,
+    freed: usize,
+) -> Option<CreateDecision> {
+    let total = pods.len().saturating_sub(freed);
+    if total >= limits.max_total {
+        return Some(CreateDecision::TotalLimit { total, max: limits.max_total });
+    }
+    let pending = pending(pods, registered).saturating_sub(freed);
     if pending >= limits.max_pending {
-        return CreateDecision::PendingLimit { pending, max: limits.max_pending };
+        return Some(CreateDecision::PendingLimit { pending, max: limits.max_pending });
     }
-    CreateDecision::Create
+    None
+}
+
+/// Pods whose agent has not registered: starting, warm, or never registered.
+fn pending(pods: &[PodInfo], registered: &BTreeSet<String>) -> usize {
+    pods.iter().filter(|p| !registered.contains(&p.name)).count()
 }
 
 /// Only the pod created for this very job, and never one being torn down (gocd/gocd#3095:
@@ -59,6 +99,11 @@ pub struct ClusterSnapshot {
     pub cluster: ClusterId,
     pub pods: Vec<PodInfo>,
     pub auto_register_timeout: Duration,
+    pub limits: Limits,
+    /// The size and idle time of each pool as its profile last asked (create-agent):
+    /// newer than the labels of pods made before a resize. Pools missing here (after a
+    /// restart, until a job of the profile asks) go by their pods' labels.
+    pub pools: BTreeMap<PoolId, PoolShape>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,6 +123,10 @@ pub enum RemovalReason {
     NeverRegistered,
     Stopped,
     Unused,
+    /// A warm pod no job claimed within its pool's idle time.
+    WarmIdle,
+    /// A warm pod beyond its pool's size or the cluster profile's limits.
+    WarmSurplus,
 }
 
 impl RemovalReason {
@@ -86,6 +135,8 @@ impl RemovalReason {
             Self::NeverRegistered => "never-registered",
             Self::Stopped => "stopped",
             Self::Unused => "unused",
+            Self::WarmIdle => "warm-idle",
+            Self::WarmSurplus => "warm-surplus",
         }
     }
 
@@ -95,6 +146,8 @@ impl RemovalReason {
             Self::NeverRegistered => "its agent never registered within auto_register_timeout",
             Self::Stopped => "it stopped (a container exited)",
             Self::Unused => "its job was cancelled before it got it, and GoCD disabled the agent",
+            Self::WarmIdle => "it was a warm pod no job claimed within WarmPoolIdleMinutes",
+            Self::WarmSurplus => "it was a warm pod beyond its pool's size or the cluster profile's limits",
         }
     }
 }
@@ -110,6 +163,8 @@ impl RemovalReason {
 /// - An agent with no pod in any cluster profile is removed, but only when every
 ///   listing succeeded (`complete`): an unreachable engine must not look like gone pods.
 /// - An agent that is `Building` is never touched, and neither is its pod.
+/// - Warm pods follow their pool's rules ([`pool::plan_drain`]), never the
+///   auto-register timeout: no agent is meant to register in them.
 pub fn plan_ping(
     clusters: &[ClusterSnapshot],
     agents: &[AgentMetadata],
@@ -121,8 +176,12 @@ pub fn plan_ping(
     let mut delete_agents = BTreeSet::new();
     let mut delete_pods = Vec::new();
 
+    let registered: BTreeSet<String> = agents.iter().map(|a| a.agent_id.clone()).collect();
     for cluster in clusters {
-        for pod in &cluster.pods {
+        for (name, reason) in pool::plan_drain(cluster, &registered, now) {
+            delete_pods.push(Action::DeletePod { cluster: cluster.cluster.clone(), name, reason });
+        }
+        for pod in cluster.pods.iter().filter(|p| p.warm.is_none()) {
             let expired = now.duration_since(pod.created).unwrap_or_default() >= cluster.auto_register_timeout;
             let stopped = matches!(pod.phase, PodPhase::Stopped(_));
             let mut remove = |reason| {

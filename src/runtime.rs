@@ -170,6 +170,10 @@ pub trait Runtime: Send + Sync {
     fn unsupported(&self, _pod: &AgentPod) -> Vec<String> {
         Vec::new()
     }
+    /// Whether this runtime keeps warm pods (elastic profiles' `WarmPoolSize`).
+    fn supports_warm_pods(&self) -> bool {
+        false
+    }
     /// Every pod that carries these ownership labels.
     async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError>;
     /// Creates the pod and returns once its agent container has started, which happens

@@ -8,12 +8,14 @@ mod checks;
 pub mod cluster;
 pub mod elastic;
 mod field;
+mod pool;
 mod quantity;
 
 pub use checks::is_dns_subdomain;
 pub use cluster::{ClusterId, ClusterSettings, DindSecurity, DockerConnection, KubernetesConnection, RuntimeKind};
 pub use elastic::{is_reserved_env, ElasticSettings, EnvVar};
 pub use field::{Choice, Field, Input};
+pub use pool::PoolId;
 pub use quantity::{Cpu, Memory};
 
 use crate::protocol::{Properties, ValidationError};

@@ -141,7 +141,10 @@ async fn cluster_profile_keys_are_the_fixed_ones() {
             "DindMemory",
             "Environment",
             "DockerStorageSize",
-            "PodSpecPatch"
+            "PodSpecPatch",
+            "WarmPoolSize",
+            "WarmPoolIdleMinutes",
+            "PrePullImages"
         ]
     );
 }

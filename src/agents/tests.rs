@@ -1,6 +1,6 @@
 //! The GoCD rules, table by table: plain data in, decisions out. No runtime, no HTTP.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use super::*;
@@ -18,7 +18,7 @@ fn minutes(m: u64) -> Duration {
 }
 
 fn pod(name: &str, job_id: i64, phase: PodPhase) -> PodInfo {
-    PodInfo { name: name.to_owned(), job_id, job: None, created: t0(), phase }
+    PodInfo { name: name.to_owned(), job_id, job: None, created: t0(), phase, warm: None }
 }
 
 fn agent(id: &str, agent_state: &str, build_state: &str, config_state: &str) -> AgentMetadata {
@@ -35,7 +35,13 @@ fn cluster(name: &str) -> ClusterId {
 }
 
 fn snapshot(pods: Vec<PodInfo>) -> ClusterSnapshot {
-    ClusterSnapshot { cluster: cluster("c1"), pods, auto_register_timeout: TIMEOUT }
+    ClusterSnapshot {
+        cluster: cluster("c1"),
+        pods,
+        auto_register_timeout: TIMEOUT,
+        limits: Limits { max_pending: 100, max_total: 100 },
+        pools: BTreeMap::new(),
+    }
 }
 
 fn delete_pod(name: &str, reason: RemovalReason) -> Action {
@@ -117,7 +123,7 @@ fn plan_create_by_existing_pods_registrations_and_limits() {
         ),
     ];
     for (name, pods, agents, expected) in cases {
-        assert_eq!(plan_create(&pods, &registered(agents), 7, LIMITS), expected, "{name}");
+        assert_eq!(plan_create(&pods, &registered(agents), 7, LIMITS, None), expected, "{name}");
     }
 }
 
@@ -211,6 +217,7 @@ fn plan_ping_orders_disable_then_pods_then_agents_across_clusters() {
         cluster: cluster("c2"),
         pods: vec![pod("q-old", 2, PodPhase::Running)],
         auto_register_timeout: minutes(1),
+        ..snapshot(vec![])
     };
     let clusters =
         [snapshot(vec![pod("p-disabled", 1, PodPhase::Running), pod("p-idle", 3, PodPhase::Running)]), other];

@@ -375,6 +375,7 @@ impl Runtime for DockerRuntime {
                     job: None,
                     created: UNIX_EPOCH,
                     phase: PodPhase::Stopped("only volumes are left".into()),
+                    warm: None,
                 });
             }
         }
@@ -477,5 +478,6 @@ fn pod_info(name: String, containers: &[ContainerSummary]) -> PodInfo {
         created: UNIX_EPOCH + Duration::from_secs(u64::try_from(created).unwrap_or_default()),
         phase,
         name,
+        warm: None,
     }
 }

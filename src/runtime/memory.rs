@@ -160,6 +160,7 @@ impl Runtime for MemoryRuntime {
             job: None,
             created: self.clock.now(),
             phase: PodPhase::Starting,
+            warm: None,
         };
         self.pods.lock().unwrap().insert(name.clone(), StoredPod { pod: pod.clone(), info });
         *self.created_total.lock().unwrap() += 1;

@@ -70,7 +70,23 @@ impl Service {
         let registered = self.registered_agents().await;
         let limits =
             Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
-        match agents::plan_create(&pods, &registered, job.job_id, limits) {
+        if elastic.warm_pool_size > 0 && !cluster.runtime.supports_warm_pods() {
+            self.console(
+                job,
+                format!(
+                    "WarmPoolSize is {}, but the {} runtime keeps no warm pods yet: pods start when their job asks.",
+                    elastic.warm_pool_size,
+                    cluster.describe()
+                ),
+            );
+        }
+        match agents::plan_create(&pods, &registered, job.job_id, limits, None) {
+            CreateDecision::Claim(name) | CreateDecision::CreateAfterEvicting(name) => {
+                // No pool is named yet (pool None): a warm pod left by a newer version is
+                // neither claimed nor evicted here; server-ping drains it by its labels.
+                warn!(pod = %name, "a warm pod was offered, but this version claims none");
+                Ok(())
+            }
             CreateDecision::AlreadyExists(name) => {
                 info!(pod = %name, "a pod for this job exists; nothing to do");
                 Ok(())
@@ -305,9 +321,16 @@ impl Service {
                 }
             };
             // Profiles that name one cluster share its pods: one snapshot, and no pod
-            // removed as never registered before the longest of their timeouts.
+            // removed as never registered before the longest of their timeouts, nor as
+            // beyond a limit another of them allows.
+            let limits = Limits {
+                max_pending: cluster.settings.max_pending_agents,
+                max_total: cluster.settings.max_running_agents,
+            };
             if let Some(seen) = snapshots.iter_mut().find(|s| s.cluster == cluster.id) {
                 seen.auto_register_timeout = seen.auto_register_timeout.max(cluster.settings.auto_register_timeout);
+                seen.limits.max_pending = seen.limits.max_pending.max(limits.max_pending);
+                seen.limits.max_total = seen.limits.max_total.max(limits.max_total);
                 continue;
             }
             match self.refresh(&cluster).await {
@@ -316,6 +339,8 @@ impl Service {
                         cluster: cluster.id.clone(),
                         pods,
                         auto_register_timeout: cluster.settings.auto_register_timeout,
+                        limits,
+                        pools: std::collections::BTreeMap::new(),
                     });
                     clusters.push(cluster);
                 }
@@ -382,7 +407,8 @@ impl Service {
                 max_total: cluster.settings.max_running_agents,
             };
             // A job id no pod has: would a new pod be allowed now?
-            if agents::plan_create(&pods, &registered, i64::MIN, limits) == CreateDecision::Create {
+            let allowed = agents::plan_create(&pods, &registered, i64::MIN, limits, None);
+            if matches!(allowed, CreateDecision::Create | CreateDecision::CreateAfterEvicting(_)) {
                 self.set_health(&cluster.id, None);
             }
         }

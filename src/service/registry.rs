@@ -62,6 +62,7 @@ impl Registry {
             job: Some(job.clone()),
             created: now,
             phase: PodPhase::Starting,
+            warm: None,
         };
         self.pods.insert(name.to_owned(), PodRecord { cluster, info, lifecycle: Lifecycle::Creating });
     }
@@ -139,7 +140,7 @@ mod tests {
     }
 
     fn listed(name: &str, job_id: i64, phase: PodPhase) -> PodInfo {
-        PodInfo { name: name.to_owned(), job_id, job: None, created: SystemTime::UNIX_EPOCH, phase }
+        PodInfo { name: name.to_owned(), job_id, job: None, created: SystemTime::UNIX_EPOCH, phase, warm: None }
     }
 
     /// A registry holding, in cluster c1, one record per lifecycle, and one record in c2.

@@ -250,7 +250,7 @@ impl ClusterSettings {
 
 /// 12 hex digits of SHA-256: short enough for a label value, long enough not to collide
 /// among one server's clusters.
-fn short_hash(text: &str) -> String {
+pub(crate) fn short_hash(text: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     digest.as_ref()[..6].iter().fold(String::new(), |mut hex, b| {
         let _ = write!(hex, "{b:02x}");

@@ -1,8 +1,10 @@
 //! The elastic agent profile: what one kind of job gets in its pod. Each key is defined
 //! once below; docs/configuration.md#elastic-agent-profile describes them for operators.
 
+use std::time::Duration;
+
 use super::checks::validate_image;
-use super::field::Field;
+use super::field::{Field, Input};
 use super::{unknown_keys, Cpu, Memory};
 use crate::protocol::{Properties, ValidationError};
 
@@ -32,6 +34,24 @@ pub const DOCKER_STORAGE_SIZE: Field = Field::line(
 );
 pub const POD_SPEC_PATCH: Field = Field::lines("PodSpecPatch", "Pod spec patch", "A strategic-merge patch of the pod spec, as JSON, for what the fields don't cover. It may set placement (nodeSelector, tolerations, affinity...), DNS and host aliases, imagePullSecrets, labels and annotations under metadata, and the agent container's env, resources and extra emptyDir, configMap or secret volumes (Secrets only those the cluster profile allows). The agent container is named agent.");
 
+pub const WARM_POOL_SIZE: Field = Field {
+    key: "WarmPoolSize",
+    label: "Warm pool size",
+    help: "Pods of this profile kept started ahead of jobs, their Docker daemon up and PrePullImages pulled; the next job of this profile claims one (a pod still serves exactly one job and is removed after it) and a replacement starts. They count against the cluster profile's max_running_agents and max_pending_agents, and each holds a dockerd and its memory while it waits. 0: every pod is started when its job asks.",
+    input: Input::Number { default: 0, min: 0, max: 50 },
+};
+pub const WARM_POOL_IDLE_MINUTES: Field = Field {
+    key: "WarmPoolIdleMinutes",
+    label: "Warm pod idle time (minutes)",
+    help: "A warm pod no job claimed within this many minutes is removed, and not replaced until a job of this profile asks again: the pool of a profile no longer used drains.",
+    input: Input::Number { default: 30, min: 1, max: 24 * 60 },
+};
+pub const PRE_PULL_IMAGES: Field = Field::lines(
+    "PrePullImages",
+    "Images to pre-pull",
+    "One image reference per line, pulled into a warm pod's own Docker daemon before it counts as warm, so the job's first docker run of them pulls nothing (through registry_mirror when set). Lines starting with # are ignored. Only warm pods pull them; a pull that fails is reported in the job console and the status report, never fatal.",
+);
+
 /// Every key, in the order GoCD's form shows them.
 pub const FIELDS: &[Field] = &[
     IMAGE,
@@ -43,6 +63,9 @@ pub const FIELDS: &[Field] = &[
     ENVIRONMENT,
     DOCKER_STORAGE_SIZE,
     POD_SPEC_PATCH,
+    WARM_POOL_SIZE,
+    WARM_POOL_IDLE_MINUTES,
+    PRE_PULL_IMAGES,
 ];
 
 /// Variables the pod itself sets; a profile overriding them would break registration or
@@ -72,6 +95,12 @@ pub struct ElasticSettings {
     pub environment: Vec<EnvVar>,
     pub docker_storage_size: Option<Memory>,
     pub pod_spec_patch: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Warm pods kept for this profile; 0: none, every pod is started on demand.
+    pub warm_pool_size: usize,
+    /// How long a warm pod may wait for a job before it is removed.
+    pub warm_pool_idle: Duration,
+    /// Images a warm pod pulls into its dockerd before it counts as warm.
+    pub pre_pull_images: Vec<String>,
 }
 
 impl ElasticSettings {
@@ -94,6 +123,9 @@ impl ElasticSettings {
             environment: ENVIRONMENT.parse(props, parse_environment, e).unwrap_or_default(),
             docker_storage_size: DOCKER_STORAGE_SIZE.parse(props, Memory::parse, e),
             pod_spec_patch: POD_SPEC_PATCH.parse(props, parse_patch, e),
+            warm_pool_size: WARM_POOL_SIZE.number(props, e),
+            warm_pool_idle: Duration::from_secs(WARM_POOL_IDLE_MINUTES.number(props, e) as u64 * 60),
+            pre_pull_images: PRE_PULL_IMAGES.parse(props, parse_images, e).unwrap_or_default(),
         };
         if errors.is_empty() {
             Ok(settings)
@@ -108,6 +140,29 @@ fn parse_patch(text: &str) -> Result<serde_json::Map<String, serde_json::Value>,
         Ok(serde_json::Value::Object(patch)) => Ok(patch),
         Ok(_) => Err("must be a JSON object, e.g. {\"nodeSelector\": {\"pool\": \"ci\"}}".into()),
         Err(e) => Err(format!("is not valid JSON: {e}")),
+    }
+}
+
+/// One image reference per line, each at most once; blank lines and `#` comments skipped.
+fn parse_images(text: &str) -> Result<Vec<String>, String> {
+    let mut images: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
+    for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Err(why) = validate_image(line) {
+            problems.push(format!("line {number}: {why}"));
+        } else if images.iter().any(|i| i == line) {
+            problems.push(format!("line {number}: {line} is listed twice"));
+        } else {
+            images.push(line.to_owned());
+        }
+    }
+    if problems.is_empty() {
+        Ok(images)
+    } else {
+        Err(problems.join("; "))
     }
 }
 
@@ -153,6 +208,36 @@ mod tests {
         assert_eq!(
             s.environment,
             [EnvVar { name: "A".into(), value: "x=y".into() }, EnvVar { name: "B".into(), value: String::new() }]
+        );
+    }
+
+    #[test]
+    fn warm_pool_keys_have_their_defaults_and_bounds() {
+        let blank = ElasticSettings::parse(&Properties::default()).unwrap();
+        assert_eq!((blank.warm_pool_size, blank.warm_pool_idle), (0, Duration::from_secs(30 * 60)));
+        assert!(blank.pre_pull_images.is_empty());
+        let set = ElasticSettings::parse(&Properties::from_pairs(&[
+            ("WarmPoolSize", "2"),
+            ("WarmPoolIdleMinutes", "5"),
+            ("PrePullImages", "# tools\nbusybox:1.36\n\nregistry.example.com:5000/team/build@sha256:0123\n"),
+        ]))
+        .unwrap();
+        assert_eq!((set.warm_pool_size, set.warm_pool_idle), (2, Duration::from_secs(300)));
+        assert_eq!(set.pre_pull_images, ["busybox:1.36", "registry.example.com:5000/team/build@sha256:0123"]);
+        let errors = ElasticSettings::parse(&Properties::from_pairs(&[
+            ("WarmPoolSize", "-1"),
+            ("WarmPoolIdleMinutes", "0"),
+            ("PrePullImages", "busybox\nnot an image\nbusybox"),
+        ]))
+        .unwrap_err();
+        let messages: Vec<_> = errors.iter().map(|e| format!("{}: {}", e.key, e.message)).collect();
+        assert_eq!(
+            messages,
+            [
+                "WarmPoolSize: '-1' must be a whole number from 0 to 50",
+                "WarmPoolIdleMinutes: '0' must be a whole number from 1 to 1440",
+                "PrePullImages: line 2: 'not an image' is not an image reference like registry.example.com/team/image:tag; line 3: busybox is listed twice",
+            ]
         );
     }
 

@@ -129,6 +129,7 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         job: annotations.and_then(|a| a.get(annotation::JOB_IDENTIFIER)).and_then(|j| serde_json::from_str(j).ok()),
         created,
         phase: phase(pod),
+        warm: None,
     }
 }
 

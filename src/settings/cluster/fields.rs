@@ -111,3 +111,8 @@ pub const FIELDS: &[Field] = &[
     KUBERNETES_CLUSTER_CA_CERT,
     CLUSTER_REQUEST_TIMEOUT,
 ];
+
+/// The keys that shape an agent pod (besides the elastic profile and the GoCD server URL):
+/// a warm pod made under other values would be stale, so they are part of its pool's
+/// identity ([`crate::settings::PoolId`]). Limits, timeouts and connection keys are not.
+pub const POD_SHAPING: &[Field] = &[AGENT_IMAGE, DIND_IMAGE, DIND_SECURITY, REGISTRY_MIRROR];
