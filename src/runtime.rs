@@ -90,7 +90,7 @@ impl FailureReason {
 /// Kubernetes's waiting reasons for an image that cannot be had.
 const IMAGE_PULL_REASONS: &[&str] = &["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"];
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     #[error("cannot reach the container runtime: {0}")]
     Unreachable(String),

@@ -24,7 +24,7 @@ pub struct PodWatch {
     listed: Arc<AtomicBool>,
     changes: signal::Receiver<u64>,
     /// Why the watch cannot list pods right now; `None` while it works.
-    failing: Arc<Mutex<Option<String>>>,
+    failing: Arc<Mutex<Option<RuntimeError>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -90,7 +90,7 @@ impl PodWatch {
         loop {
             changes.borrow_and_update();
             if let Some(why) = self.failing.lock().unwrap().clone() {
-                return Err(RuntimeError::Unreachable(why));
+                return Err(why);
             }
             if self.listed.load(Ordering::Acquire) {
                 return Ok(());
@@ -125,10 +125,10 @@ impl PodWatch {
 
 /// Errors that leave the store unable to tell which pods exist. A broken watch connection
 /// is not one of them: the watcher lists again, and the store stays valid meanwhile.
-fn list_failure(error: &watcher::Error) -> Option<String> {
+fn list_failure(error: &watcher::Error) -> Option<RuntimeError> {
     match error {
         watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) => {
-            Some(super::api::api_error("watching agent pods", clone_error(e)).to_string())
+            Some(super::api::api_error("watching agent pods", clone_error(e)))
         }
         _ => None,
     }
