@@ -1,6 +1,7 @@
 //! The service's state and the effects of the GoCD rules: it gathers snapshots (runtime
 //! listings, GoCD's agents), asks the pure rules in `agents` what to do, and does it.
 
+mod console;
 pub mod journal;
 mod lifecycle;
 mod observe;
@@ -73,6 +74,13 @@ pub enum ClusterError {
     Transient(String),
 }
 
+/// Console lines waiting to be sent, and whether a task is sending them.
+#[derive(Default)]
+struct ConsoleQueue {
+    lines: std::collections::VecDeque<(JobIdentifier, String)>,
+    writing: bool,
+}
+
 pub struct Service {
     pub(crate) runtimes: Arc<dyn RuntimeProvider>,
     pub(crate) processor: ProcessorClient,
@@ -95,6 +103,7 @@ pub struct Service {
     /// then validated only against what every runtime honours.
     kubernetes_in_use: std::sync::atomic::AtomicBool,
     pub(crate) tasks: TaskTracker,
+    console_lines: Arc<Mutex<ConsoleQueue>>,
     /// One `settle` at a time: it closes and reopens the task tracker.
     settling: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
@@ -127,6 +136,7 @@ impl Service {
             orphans: Mutex::default(),
             kubernetes_in_use: std::sync::atomic::AtomicBool::new(false),
             tasks: TaskTracker::new(),
+            console_lines: Arc::default(),
             settling: tokio::sync::Mutex::default(),
             metrics: Metrics::default(),
             journal: Mutex::default(),
@@ -298,13 +308,29 @@ impl Service {
         }
     }
 
-    /// Writes a line into the job's console without holding up the request.
+    /// Writes a line into the job's console without holding up the request. Lines go out
+    /// one at a time, in the order they were written, so a console reads as the story it
+    /// tells (one writer task at a time drains the queue; `settle` waits for it).
     pub(crate) fn console(&self, job: &JobIdentifier, text: String) {
-        let processor = self.processor.clone();
-        let job = job.clone();
+        let mut queue = self.console_lines.lock().unwrap();
+        queue.lines.push_back((job.clone(), text));
+        if std::mem::replace(&mut queue.writing, true) {
+            return;
+        }
+        drop(queue);
+        let (processor, queue) = (self.processor.clone(), self.console_lines.clone());
         self.tasks.spawn(async move {
-            if let Err(e) = processor.append_console(&job, &text).await {
-                tracing::warn!(error = %e, job = %job.path(), "could not write to the job console");
+            loop {
+                let next = {
+                    let mut queue = queue.lock().unwrap();
+                    let next = queue.lines.pop_front();
+                    queue.writing = next.is_some();
+                    next
+                };
+                let Some((job, text)) = next else { return };
+                if let Err(e) = processor.append_console(&job, &text).await {
+                    tracing::warn!(error = %e, job = %job.path(), "could not write to the job console");
+                }
             }
         });
     }

@@ -138,7 +138,7 @@ async fn post_mortems_go_to_the_log_file_one_json_line_per_pod_without_secrets()
     assert_eq!(served.send("cd.go.elastic-agent.create-agent", &create).await.0, 200);
     gocd.wait_until(|g| g.console_text().contains("is up after")).await;
     let console = gocd.console_text();
-    let pod = console.split("Agent pod ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_owned();
+    let pod = crate::support::pod_in_console(&console);
     let completion = json!({"elastic_agent_id": pod, "job_identifier": crate::lifecycle::job(88), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": {}});
     assert_eq!(served.send("cd.go.elastic-agent.job-completion", &completion).await.0, 200);
     served.terminate().await;

@@ -757,12 +757,7 @@ async fn a_dockerd_that_never_comes_up_is_explained_and_removed() {
         console.contains("cannot stat"),
         "the console carries dind's log (cp of the missing docker CLI):\n{console}"
     );
-    let name = console
-        .split("Agent pod ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("pod name in the console")
-        .to_owned();
+    let name = crate::support::pod_in_console(&console);
     let pod = Pod { name, job_id: job };
 
     let report_request = json!({"job_identifier": job_identifier(job), "cluster_profile_properties": cluster});

@@ -408,7 +408,7 @@ async fn job_completion_after_the_service_was_killed_and_restarted_removes_the_p
     // The service says so in the job's console once the agent container runs.
     gocd.wait_until(|g| g.console_text().contains("is up after") || g.console_text().contains("failed to start")).await;
     let console = gocd.console_text();
-    let name = console.split("Agent pod ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_owned();
+    let name = crate::support::pod_in_console(&console);
     assert!(console.contains("is up after"), "{console}");
     gocd.set_agent(&name, "Building", "Enabled");
     first.child.kill().await.expect("SIGKILL to the first service");

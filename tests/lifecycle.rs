@@ -335,3 +335,23 @@ async fn a_kubernetes_profile_without_an_api_server_is_refused_clearly() {
     assert_eq!(h.harness.send("cd.go.elastic-agent.server-ping", &ping).await.unwrap().0, 200);
     assert_eq!(h.harness.gocd.agents().len(), 1);
 }
+
+#[tokio::test]
+async fn the_job_console_tells_the_start_in_order_with_durations() {
+    let h = memory_harness().await;
+    let cluster = memory_cluster(&[]);
+    let pod = create(&h, &cluster, 61).await;
+    wait_pods(&h, 1).await;
+    let console = h.harness.gocd.console_text();
+    let lines: Vec<&str> = console.lines().collect();
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in the console:\n{console}"))
+    };
+    let (creating, ready, up) =
+        (position(&format!("Creating agent pod {pod}")), position("dockerd ready in"), position("is up after"));
+    assert!(creating < ready && ready < up, "the lines arrive in the order they were written:\n{console}");
+    assert!(lines[ready].contains(" s ") && lines[up].contains(" s: agent started"), "with durations:\n{console}");
+}

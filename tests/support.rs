@@ -170,3 +170,11 @@ async fn read_log(
         }
     }
 }
+
+/// The pod a job's console names: the first line the service writes for a pod is
+/// `Creating agent pod <name> on …`.
+pub fn pod_in_console(console: &str) -> String {
+    let after =
+        console.split("Creating agent pod ").nth(1).unwrap_or_else(|| panic!("no pod in the console:\n{console}"));
+    after.split_whitespace().next().expect("a pod name").to_owned()
+}

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, instrument, warn};
 
+use super::console;
 use super::journal::{HoldReason, Limit, Stage};
 use super::{Cluster, ClusterError, Lifecycle, Service};
 use crate::agents::{self, Action, ClusterSnapshot, CreateDecision, Limits};
@@ -166,15 +167,18 @@ impl Service {
     async fn start_pod(self: &Arc<Self>, cluster: Cluster, pod: AgentPod, job: crate::protocol::JobIdentifier) {
         let name = pod.pod.metadata.name.clone().unwrap_or_default();
         let _record = CreatingRecord { registry: &self.registry, name: name.clone() };
-        self.console(&job, format!("Creating agent pod {name} on {} for job {}.", cluster.describe(), job.path()));
+        self.console(&job, console::creating(&name, &cluster.describe(), &job.path()));
         let started = Instant::now();
         let console = {
             let (service, job) = (Arc::clone(self), job.clone());
             Box::new(move |line: String| service.console(&job, line))
         };
         let dockerd_ready = {
-            let (service, name) = (Arc::clone(self), name.clone());
-            Box::new(move || service.note_stage(&name, Stage::DockerdReady))
+            let (service, name, job) = (Arc::clone(self), name.clone(), job.clone());
+            Box::new(move || {
+                service.note_stage(&name, Stage::DockerdReady);
+                service.console(&job, console::dockerd_ready(&name, started.elapsed().as_secs_f64()));
+            })
         };
         let start = StartOptions { budget: cluster.settings.auto_register_timeout, progress: console, dockerd_ready };
         match cluster.runtime.create_pod(&pod, &start).await {
@@ -189,7 +193,7 @@ impl Service {
                 }
                 drop(registry);
                 info!(pod = %name, seconds, "pod started");
-                self.console(&job, format!("Agent pod {name} is up after {seconds:.1} s: its Docker daemon answered over TLS. Waiting for the agent to register."));
+                self.console(&job, console::started(&name, seconds));
             }
             Err(e) => {
                 let reason = e.to_string();
@@ -200,7 +204,7 @@ impl Service {
                 self.registry.lock().unwrap().remove(&name);
                 self.note_start_failure(&cluster, &name, &e).await;
                 warn!(pod = %name, error = %reason, "pod failed to start and was removed");
-                self.console(&job, format!("Agent pod {name} failed to start and was removed: {reason}"));
+                self.console(&job, console::failed(&name, &e));
             }
         }
     }
