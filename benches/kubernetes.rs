@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
-use gocd_dind::pod::{Ownership, PodRequest};
+use gocd_dind::pod::{Binding, Ownership, PodRequest};
 use gocd_dind::protocol::{JobIdentifier, Properties};
 use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::ServiceOptions;
@@ -140,10 +140,12 @@ fn baseline_manifest(profile: &Value, name: &str, job: i64) -> anyhow::Result<Va
         go_server_url: "https://127.0.0.1:8154/go",
         cluster: &cluster,
         elastic: &elastic,
-        job: &JobIdentifier { job_id: job, ..JobIdentifier::default() },
-        environment: None,
-        auto_register_key: "baseline",
-        tls: &gocd_dind::tls::mint(name)?,
+        binding: Binding::Job {
+            job: &JobIdentifier { job_id: job, ..JobIdentifier::default() },
+            environment: None,
+            auto_register_key: "baseline",
+        },
+        tls: Some(&gocd_dind::tls::mint(name)?),
     })?;
     Ok(json!({"apiVersion": "v1", "kind": "List", "items": [
         with_kind(serde_json::to_value(&built.pod)?, "Pod"),

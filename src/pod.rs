@@ -17,7 +17,8 @@ mod labels;
 mod patch;
 
 pub use allowed::{secret_references, unallowed_secrets, SecretReference};
-pub use labels::{annotation, annotations, keys as label_keys, Ownership, MANAGED_BY};
+pub use dind_script::pull_command;
+pub use labels::{annotation, annotations, keys as label_keys, pool_of, Ownership, MANAGED_BY};
 pub use patch::apply_spec_patch;
 
 use std::collections::BTreeMap;
@@ -31,8 +32,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 
+use crate::listing::PoolShape;
 use crate::protocol::JobIdentifier;
-use crate::settings::{elastic, ClusterSettings, Cpu, DindSecurity, ElasticSettings, Memory};
+use crate::settings::{elastic, ClusterSettings, Cpu, DindSecurity, ElasticSettings, Memory, PoolId};
 use crate::tls::PodTls;
 
 pub const PLUGIN_ID: &str = "gocd-dind";
@@ -122,10 +124,21 @@ pub struct PodRequest<'a> {
     pub go_server_url: &'a str,
     pub cluster: &'a ClusterSettings,
     pub elastic: &'a ElasticSettings,
-    pub job: &'a JobIdentifier,
-    pub environment: Option<&'a str>,
-    pub auto_register_key: &'a str,
-    pub tls: &'a PodTls,
+    /// The job the pod serves, or the warm pool it waits in.
+    pub binding: Binding<'a>,
+    /// The pod's certificates and keys; `None` in the claim of a warm pod, which has its
+    /// own since it was made (and in validation's sample pod).
+    pub tls: Option<&'a PodTls>,
+}
+
+/// What a pod is made for.
+#[derive(Clone, Copy)]
+pub enum Binding<'a> {
+    /// One job: its labels and annotations, its register key and GoCD environment.
+    Job { job: &'a JobIdentifier, environment: Option<&'a str>, auto_register_key: &'a str },
+    /// A warm pod of a pool: nothing of any job (no register key, no job environment, no
+    /// job labels); the pool, its size and idle time in its labels.
+    Warm { pool: &'a PoolId, shape: PoolShape },
 }
 
 /// The pod and the Secret it mounts (TLS material and the one-shot register key).
@@ -170,8 +183,15 @@ pub fn build(req: &PodRequest<'_>) -> Result<AgentPod, PodError> {
     let agent_image =
         req.elastic.image.as_deref().or(req.cluster.agent_image.as_deref()).ok_or(PodError::NoAgentImage)?;
     let dind_image = req.elastic.dind_image.as_deref().unwrap_or(&req.cluster.dind_image);
-    let mut labels = req.ownership.labels(req.name, req.job.job_id);
-    let mut annotations = annotations(req.job, req.environment);
+    let own_labels = match req.binding {
+        Binding::Job { job, .. } => req.ownership.labels(req.name, job.job_id),
+        Binding::Warm { pool, shape } => req.ownership.warm_labels(req.name, pool, shape),
+    };
+    let mut labels = own_labels.clone();
+    let mut annotations = match req.binding {
+        Binding::Job { job, environment, .. } => annotations(job, environment),
+        Binding::Warm { .. } => BTreeMap::new(),
+    };
     let mut spec = PodSpec {
         restart_policy: Some("Never".into()),
         automount_service_account_token: Some(false),
@@ -210,7 +230,7 @@ pub fn build(req: &PodRequest<'_>) -> Result<AgentPod, PodError> {
         metadata: ObjectMeta {
             name: Some(secret_name(req.name)),
             namespace: metadata.namespace.clone(),
-            labels: Some(req.ownership.labels(req.name, req.job.job_id)),
+            labels: Some(own_labels),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),
@@ -220,19 +240,22 @@ pub fn build(req: &PodRequest<'_>) -> Result<AgentPod, PodError> {
     Ok(AgentPod { pod: Pod { metadata, spec: Some(spec), ..Pod::default() }, secret })
 }
 
+/// The TLS material (when the request carries it) and, for a job, its register key.
 fn secret_data(req: &PodRequest<'_>) -> BTreeMap<String, ByteString> {
-    let tls = req.tls;
-    [
-        (secret_key::CA_CERT, &tls.ca_cert),
-        (secret_key::SERVER_CERT, &tls.server_cert),
-        (secret_key::SERVER_KEY, &tls.server_key),
-        (secret_key::CLIENT_CERT, &tls.client_cert),
-        (secret_key::CLIENT_KEY, &tls.client_key),
-        (secret_key::AUTO_REGISTER_KEY, &req.auto_register_key.to_owned()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec())))
-    .collect()
+    let tls = req.tls.into_iter().flat_map(|tls| {
+        [
+            (secret_key::CA_CERT, tls.ca_cert.as_str()),
+            (secret_key::SERVER_CERT, &tls.server_cert),
+            (secret_key::SERVER_KEY, &tls.server_key),
+            (secret_key::CLIENT_CERT, &tls.client_cert),
+            (secret_key::CLIENT_KEY, &tls.client_key),
+        ]
+    });
+    let key = match req.binding {
+        Binding::Job { auto_register_key, .. } => Some((secret_key::AUTO_REGISTER_KEY, auto_register_key)),
+        Binding::Warm { .. } => None,
+    };
+    tls.chain(key).map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec()))).collect()
 }
 
 fn dind_container(req: &PodRequest<'_>, image: &str) -> Container {
@@ -279,9 +302,9 @@ fn dind_container(req: &PodRequest<'_>, image: &str) -> Container {
 }
 
 fn agent_container(req: &PodRequest<'_>, image: &str) -> Container {
-    let mut env = vec![
-        var("GO_EA_SERVER_URL", req.go_server_url),
-        EnvVar {
+    let mut env = vec![var("GO_EA_SERVER_URL", req.go_server_url)];
+    if let Binding::Job { environment, .. } = req.binding {
+        env.push(EnvVar {
             name: "GO_EA_AUTO_REGISTER_KEY".into(),
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
@@ -292,12 +315,12 @@ fn agent_container(req: &PodRequest<'_>, image: &str) -> Container {
                 ..EnvVarSource::default()
             }),
             ..EnvVar::default()
-        },
-    ];
-    // GoCD matches environments before it asks should-assign-work: the agent must
-    // register in exactly the job's environment, or in none.
-    if let Some(environment) = req.environment.filter(|e| !e.is_empty()) {
-        env.push(var("GO_EA_AUTO_REGISTER_ENVIRONMENT", environment));
+        });
+        // GoCD matches environments before it asks should-assign-work: the agent must
+        // register in exactly the job's environment, or in none.
+        if let Some(environment) = environment.filter(|e| !e.is_empty()) {
+            env.push(var("GO_EA_AUTO_REGISTER_ENVIRONMENT", environment));
+        }
     }
     env.extend([
         var("GO_EA_AUTO_REGISTER_ELASTIC_AGENT_ID", req.name),

@@ -155,6 +155,8 @@ pub struct StartOptions {
     pub dockerd_ready: Box<dyn Fn() + Send + Sync>,
 }
 
+const NO_WARM_PODS: &str = "this runtime keeps no warm pods";
+
 #[async_trait]
 pub trait Runtime: Send + Sync {
     /// A short description for reports and errors, e.g. the engine's address and version.
@@ -170,9 +172,34 @@ pub trait Runtime: Send + Sync {
     fn unsupported(&self, _pod: &AgentPod) -> Vec<String> {
         Vec::new()
     }
-    /// Whether this runtime keeps warm pods (elastic profiles' `WarmPoolSize`).
+    /// Whether this runtime keeps warm pods (elastic profiles' `WarmPoolSize`): the three
+    /// calls below.
     fn supports_warm_pods(&self) -> bool {
         false
+    }
+    /// Creates a warm pod (built with [`crate::pod::Binding::Warm`]: nothing of a job in
+    /// it) and returns once its dockerd answers over TLS. On Docker its agent container
+    /// is made only when a job claims it. On failure nothing of the pod is left.
+    async fn create_warm_pod(&self, _pod: &AgentPod, _start: &StartOptions) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Rejected(NO_WARM_PODS.into()))
+    }
+    /// Binds the warm pod `claim` names to the job `claim` was built for
+    /// ([`crate::pod::Binding::Job`], no TLS material: the pod has its own) and starts
+    /// its agent with the job's register key and environment; returns once the agent
+    /// started. Refused, binding nothing, when the pod is not an unclaimed warm pod of
+    /// `owner`: two claims of one pod, even from two processes, bind it once.
+    async fn claim_pod(&self, _owner: &Ownership, _claim: &AgentPod) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Rejected(NO_WARM_PODS.into()))
+    }
+    /// Runs `command` in the pod's dind container; its exit code and output. Pre-pulls
+    /// run `docker pull` there, against the pod's own dockerd.
+    async fn exec_in_dind(
+        &self,
+        _owner: &Ownership,
+        _pod: &str,
+        _command: &[String],
+    ) -> Result<(i64, String), RuntimeError> {
+        Err(RuntimeError::Rejected(NO_WARM_PODS.into()))
     }
     /// Every pod that carries these ownership labels.
     async fn list_pods(&self, owner: &Ownership) -> Result<Vec<PodInfo>, RuntimeError>;

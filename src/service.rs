@@ -5,11 +5,13 @@ mod console;
 pub mod journal;
 mod lifecycle;
 mod observe;
+mod pools;
 pub mod postmortem;
 mod profiles;
 mod registry;
 mod reports;
 
+pub use pools::KnownPool;
 pub use profiles::{OrphanView, TrackedClusters, READY_PROBE_TIMEOUT};
 pub use registry::{Failure, Lifecycle, PodRecord, Registry};
 pub use reports::{AgentView, ClusterView, PluginView, PodRow, PodState, ProfileView, StateCounts};
@@ -107,6 +109,8 @@ pub struct Service {
     /// One `settle` at a time: it closes and reopens the task tracker.
     settling: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
+    /// The warm pools jobs asked for, by cluster and pool (see `pools`).
+    pools: Mutex<BTreeMap<(ClusterId, crate::settings::PoolId), pools::KnownPool>>,
     /// Timelines, holds, engine health and post-mortems (see `journal`).
     pub(crate) journal: Mutex<journal::Journal>,
     postmortem_log: std::sync::OnceLock<postmortem::PostmortemLog>,
@@ -139,6 +143,7 @@ impl Service {
             console_lines: Arc::default(),
             settling: tokio::sync::Mutex::default(),
             metrics: Metrics::default(),
+            pools: Mutex::default(),
             journal: Mutex::default(),
             postmortem_log: std::sync::OnceLock::new(),
         })

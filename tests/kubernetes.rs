@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gocd_dind::pod::{build, AgentPod, Ownership, PodRequest};
+use gocd_dind::pod::{build, AgentPod, Binding, Ownership, PodRequest};
 use gocd_dind::protocol::{JobIdentifier, Properties};
 use gocd_dind::runtime::kubernetes::KubernetesRuntime;
 use gocd_dind::runtime::{Runtime, RuntimeError, StartOptions};
@@ -95,10 +95,12 @@ fn agent_pod() -> AgentPod {
         go_server_url: "https://gocd.example.com/go",
         cluster: &cluster,
         elastic: &elastic,
-        job: &JobIdentifier { job_id: 9, ..JobIdentifier::default() },
-        environment: None,
-        auto_register_key: "key-9",
-        tls: &gocd_dind::tls::mint("gocd-dind-k1").unwrap(),
+        binding: Binding::Job {
+            job: &JobIdentifier { job_id: 9, ..JobIdentifier::default() },
+            environment: None,
+            auto_register_key: "key-9",
+        },
+        tls: Some(&gocd_dind::tls::mint("gocd-dind-k1").unwrap()),
     })
     .unwrap()
 }

@@ -20,3 +20,4 @@ mod operator_view;
 mod pages_browser;
 pub mod profile_changes;
 mod static_answers;
+mod warm_pools;

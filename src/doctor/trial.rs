@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::pod::{self, Ownership, PodRequest, DIND_CONTAINER};
+use crate::pod::{self, Binding, Ownership, PodRequest, DIND_CONTAINER};
 use crate::protocol::JobIdentifier;
 use crate::runtime::docker::{translate, DockerRuntime};
 use crate::runtime::kubernetes::KubernetesRuntime;
@@ -148,10 +148,8 @@ fn build(name: &str, owner: &Ownership, settings: &ClusterSettings) -> Result<po
         go_server_url: settings.go_server_url.as_deref().unwrap_or("https://gocd.invalid/go"),
         cluster: settings,
         elastic: &ElasticSettings::default(),
-        job: &job,
-        environment: None,
-        auto_register_key: &key,
-        tls: &tls,
+        binding: Binding::Job { job: &job, environment: None, auto_register_key: &key },
+        tls: Some(&tls),
     };
     pod::build(&request).map_err(|e| e.to_string())
 }

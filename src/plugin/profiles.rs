@@ -6,12 +6,11 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::pod::{self, Ownership, PodRequest};
+use crate::pod::{self, Binding, Ownership, PodRequest};
 use crate::protocol::{JobIdentifier, Properties, ValidationError};
 use crate::runtime::docker::translate;
 use crate::service::Service;
 use crate::settings::{elastic, ClusterId, ClusterSettings, ElasticSettings, Field};
-use crate::tls::PodTls;
 
 const ICON: &str = include_str!("icon.svg");
 
@@ -42,23 +41,14 @@ pub fn validate_elastic(service: &Service, props: &Properties) -> Value {
 fn fits_the_pod(elastic: &ElasticSettings, docker_rules: bool) -> Vec<ValidationError> {
     let mut cluster = ClusterSettings::parse(&Properties::default(), false).expect("the defaults are valid");
     cluster.agent_image = Some("validation".into());
-    let tls = PodTls {
-        ca_cert: String::new(),
-        server_cert: String::new(),
-        server_key: String::new(),
-        client_cert: String::new(),
-        client_key: String::new(),
-    };
     let built = pod::build(&PodRequest {
         name: "validation",
         ownership: &Ownership::new("validation", ClusterId("validation".into())),
         go_server_url: "https://gocd.example.com/go",
         cluster: &cluster,
         elastic,
-        job: &JobIdentifier::default(),
-        environment: None,
-        auto_register_key: "",
-        tls: &tls,
+        binding: Binding::Job { job: &JobIdentifier::default(), environment: None, auto_register_key: "" },
+        tls: None,
     });
     match built {
         Err(e) => vec![ValidationError::new(elastic::POD_SPEC_PATCH.key, e.to_string())],

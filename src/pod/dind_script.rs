@@ -71,3 +71,13 @@ pub fn probe_command() -> Vec<String> {
     ]
     .into()
 }
+
+/// `docker pull IMAGE` against the pod's own dockerd, over TLS with the server pair (as
+/// the probe does), run in dind to pre-pull a warm pod's images. `--quiet`: a failure's
+/// message is the last line of the output, and nothing else is kept.
+pub fn pull_command(image: &str) -> Vec<String> {
+    let mut command = probe_command();
+    command.pop();
+    command.extend(["pull".to_owned(), "--quiet".to_owned(), image.to_owned()]);
+    command
+}

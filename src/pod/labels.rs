@@ -3,9 +3,11 @@
 //! engine or namespace never touch each other's pods.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use crate::listing::PoolShape;
 use crate::protocol::JobIdentifier;
-use crate::settings::ClusterId;
+use crate::settings::{ClusterId, PoolId};
 
 pub const MANAGED_BY: &str = "gocd-dind";
 
@@ -18,6 +20,11 @@ pub mod keys {
     pub const POD: &str = "gocd-dind.gocd.org/pod";
     pub const CONTAINER: &str = "gocd-dind.gocd.org/container";
     pub const VOLUME: &str = "gocd-dind.gocd.org/volume";
+    /// A warm pod's pool ([`crate::settings::PoolId`]), and the pool's size and idle time
+    /// in minutes when it was made: what server-ping needs after a restart.
+    pub const POOL: &str = "gocd-dind.gocd.org/pool";
+    pub const POOL_SIZE: &str = "gocd-dind.gocd.org/pool-size";
+    pub const POOL_IDLE_MINUTES: &str = "gocd-dind.gocd.org/pool-idle-minutes";
 }
 
 /// Keys gocd-dind sets and reads back: the ownership labels, the job annotations, and
@@ -71,6 +78,30 @@ impl Ownership {
     }
 }
 
+impl Ownership {
+    /// A warm pod's labels: its owner, its name and its pool; no job.
+    pub fn warm_labels(&self, pod_name: &str, pool: &PoolId, shape: PoolShape) -> BTreeMap<String, String> {
+        let mut labels = self.selector();
+        labels.insert(keys::AGENT_ID.to_owned(), pod_name.to_owned());
+        labels.insert(keys::POOL.to_owned(), pool.0.clone());
+        labels.insert(keys::POOL_SIZE.to_owned(), shape.size.to_string());
+        labels.insert(keys::POOL_IDLE_MINUTES.to_owned(), (shape.idle.as_secs() / 60).to_string());
+        labels
+    }
+}
+
+/// The pool a warm pod's labels name, with the pool's size and idle time; `None` when
+/// they name no pool (a job's pod).
+pub fn pool_of(label: impl Fn(&str) -> Option<String>) -> Option<(PoolId, PoolShape)> {
+    let pool = label(keys::POOL).filter(|p| !p.is_empty())?;
+    let number = |key| label(key).and_then(|v| v.parse::<u64>().ok()).unwrap_or_default();
+    let shape = PoolShape {
+        size: usize::try_from(number(keys::POOL_SIZE)).unwrap_or(usize::MAX),
+        idle: Duration::from_secs(number(keys::POOL_IDLE_MINUTES) * 60),
+    };
+    Some((PoolId(pool), shape))
+}
+
 pub fn annotations(job: &JobIdentifier, environment: Option<&str>) -> BTreeMap<String, String> {
     let mut annotations = BTreeMap::from([(
         annotation::JOB_IDENTIFIER.to_owned(),
@@ -97,10 +128,25 @@ mod tests {
             keys::POD,
             keys::CONTAINER,
             keys::VOLUME,
+            keys::POOL,
+            keys::POOL_SIZE,
+            keys::POOL_IDLE_MINUTES,
             annotation::JOB_IDENTIFIER,
             annotation::ENVIRONMENT,
         ];
         assert!(own.iter().all(|key| is_reserved(key)), "{own:?}");
         assert!(!is_reserved("team") && !is_reserved("app.kubernetes.io/name"));
+    }
+
+    #[test]
+    fn a_warm_pods_labels_name_its_pool_and_no_job() {
+        let owner = Ownership::new("server-1", ClusterId("c1".into()));
+        let shape = PoolShape { size: 2, idle: Duration::from_secs(30 * 60) };
+        let labels = owner.warm_labels("gocd-dind-w1", &PoolId("0123456789ab".into()), shape);
+        assert!(!labels.contains_key(keys::JOB_ID));
+        assert_eq!(labels[keys::POOL_IDLE_MINUTES], "30");
+        assert_eq!(pool_of(|k| labels.get(k).cloned()), Some((PoolId("0123456789ab".into()), shape)));
+        let job = owner.labels("gocd-dind-p1", 7);
+        assert_eq!(pool_of(|k| job.get(k).cloned()), None);
     }
 }

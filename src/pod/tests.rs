@@ -3,6 +3,7 @@ mod patch;
 use super::*;
 use crate::protocol::Properties;
 use crate::settings::ClusterId;
+use crate::settings::PoolId;
 
 fn settings(cluster: &[(&str, &str)], elastic: &[(&str, &str)]) -> (ClusterSettings, ElasticSettings) {
     let props = Properties::from_pairs;
@@ -26,10 +27,8 @@ fn build_with(
         go_server_url: "https://gocd.example.com/go",
         cluster,
         elastic,
-        job: &job(),
-        environment,
-        auto_register_key: "register-key-1",
-        tls: &tls,
+        binding: Binding::Job { job: &job(), environment, auto_register_key: "register-key-1" },
+        tls: Some(&tls),
     })
 }
 
@@ -148,4 +147,45 @@ fn resources_set_requests_and_limits() {
 fn missing_agent_image_is_a_clear_error() {
     let (c, e) = settings(&[], &[]);
     assert_eq!(build_with(&c, &e, None).unwrap_err(), PodError::NoAgentImage);
+}
+
+#[test]
+fn a_warm_pod_carries_nothing_of_a_job_and_its_claim_no_tls_material() {
+    let (c, e) = settings(&[("agent_image", "agent:1")], &[("Environment", "TEAM=blue")]);
+    let tls = crate::tls::mint("p").unwrap();
+    let ownership = Ownership::new("server-1", ClusterId("c1".into()));
+    let pool = PoolId("0123456789ab".into());
+    let shape = PoolShape { size: 2, idle: std::time::Duration::from_secs(1800) };
+    let request = |binding, tls| PodRequest {
+        name: "gocd-dind-warm",
+        ownership: &ownership,
+        go_server_url: "https://gocd.example.com/go",
+        cluster: &c,
+        elastic: &e,
+        binding,
+        tls,
+    };
+    let warm = build(&request(Binding::Warm { pool: &pool, shape }, Some(&tls))).unwrap();
+    let labels = warm.pod.metadata.labels.as_ref().unwrap();
+    assert!(!labels.contains_key(label_keys::JOB_ID) && labels[label_keys::POOL] == pool.0);
+    assert!(warm.pod.metadata.annotations.as_ref().unwrap().is_empty(), "no job identifier, no environment");
+    let data = warm.secret.data.as_ref().unwrap();
+    assert_eq!(
+        data.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["ca.pem", "client-cert.pem", "client-key.pem", "server-cert.pem", "server-key.pem"],
+        "TLS only: no register key"
+    );
+    let env = env_of(&warm.pod.spec.as_ref().unwrap().containers[0]);
+    assert!(!env.contains_key("GO_EA_AUTO_REGISTER_KEY") && !env.contains_key("GO_EA_AUTO_REGISTER_ENVIRONMENT"));
+    assert_eq!(env["GO_EA_AUTO_REGISTER_ELASTIC_AGENT_ID"].as_deref(), Some("gocd-dind-warm"));
+    assert_eq!(env["TEAM"].as_deref(), Some("blue"), "the profile's own environment is the pool's");
+
+    let job = job();
+    let binding = Binding::Job { job: &job, environment: Some("prod"), auto_register_key: "register-key-1" };
+    let claim = build(&request(binding, None)).unwrap();
+    assert_eq!(claim.pod.metadata.labels.as_ref().unwrap()[label_keys::JOB_ID], "7");
+    let data = claim.secret.data.as_ref().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), [secret_key::AUTO_REGISTER_KEY], "the key only: the pod has its TLS");
+    let env = env_of(&claim.pod.spec.as_ref().unwrap().containers[0]);
+    assert_eq!(env["GO_EA_AUTO_REGISTER_ENVIRONMENT"].as_deref(), Some("prod"));
 }

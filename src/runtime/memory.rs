@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use super::{ContainerDetails, PodDetails, PodEvent, PodInfo, PodPhase, Runtime, RuntimeError, RuntimeProvider};
 use crate::clock::Clock;
-use crate::pod::{label_keys, AgentPod, Ownership};
+use crate::listing::{WarmPod, WarmState};
+use crate::pod::{label_keys, pool_of, secret_key, AgentPod, Ownership};
 use crate::settings::ClusterSettings;
 
 #[derive(Debug, Clone)]
@@ -19,8 +20,18 @@ pub struct StoredPod {
 #[derive(Default)]
 struct Faults {
     fail_create: Option<String>,
+    fail_claim: Option<String>,
     panic_create: bool,
     unreachable: bool,
+    /// Images whose `docker pull` in a pod's dind fails.
+    failing_pulls: std::collections::BTreeSet<String>,
+}
+
+/// A warm pod claimed for a job, in the order of the claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub pod: String,
+    pub job_id: i64,
 }
 
 /// What `pod_details` and `pod_events` tell of every pod, as a test set it.
@@ -41,6 +52,11 @@ pub struct MemoryRuntime {
     faults: Mutex<Faults>,
     told: Mutex<Told>,
     created_total: Mutex<usize>,
+    /// The most pods that existed at once.
+    peak: Mutex<usize>,
+    claims: Mutex<Vec<Claim>>,
+    /// Commands run in dind (pre-pulls), each with its pod.
+    dind_commands: Mutex<Vec<(String, Vec<String>)>>,
     /// Creations wait while this is `false`: a test holds them to act while a pod is
     /// being created, then releases them.
     creates_open: tokio::sync::watch::Sender<bool>,
@@ -59,6 +75,9 @@ impl MemoryRuntime {
             faults: Mutex::default(),
             told: Mutex::default(),
             created_total: Mutex::default(),
+            peak: Mutex::default(),
+            claims: Mutex::default(),
+            dind_commands: Mutex::default(),
             creates_open: tokio::sync::watch::Sender::new(true),
             answering: tokio::sync::watch::Sender::new(true),
             identity: format!("memory-{}", uuid::Uuid::new_v4().simple()),
@@ -71,6 +90,38 @@ impl MemoryRuntime {
 
     pub fn created_total(&self) -> usize {
         *self.created_total.lock().unwrap()
+    }
+
+    /// The most pods that existed at once so far: limits are checked against it.
+    pub fn peak(&self) -> usize {
+        *self.peak.lock().unwrap()
+    }
+
+    fn insert(&self, name: String, stored: StoredPod) {
+        let mut pods = self.pods.lock().unwrap();
+        pods.insert(name, stored);
+        let mut peak = self.peak.lock().unwrap();
+        *peak = (*peak).max(pods.len());
+    }
+
+    /// Every claim of a warm pod so far.
+    pub fn claims(&self) -> Vec<Claim> {
+        self.claims.lock().unwrap().clone()
+    }
+
+    /// Commands run in dind so far, with their pods.
+    pub fn dind_commands(&self) -> Vec<(String, Vec<String>)> {
+        self.dind_commands.lock().unwrap().clone()
+    }
+
+    /// Claims fail (after the pod was checked) until called with `None`.
+    pub fn fail_claims_with(&self, reason: Option<&str>) {
+        self.faults.lock().unwrap().fail_claim = reason.map(str::to_owned);
+    }
+
+    /// `docker pull IMAGE` fails in every pod's dind.
+    pub fn fail_pulls_of(&self, image: &str) {
+        self.faults.lock().unwrap().failing_pulls.insert(image.to_owned());
     }
 
     pub fn set_phase(&self, name: &str, phase: PodPhase) {
@@ -162,7 +213,7 @@ impl Runtime for MemoryRuntime {
             phase: PodPhase::Starting,
             warm: None,
         };
-        self.pods.lock().unwrap().insert(name.clone(), StoredPod { pod: pod.clone(), info });
+        self.insert(name.clone(), StoredPod { pod: pod.clone(), info });
         *self.created_total.lock().unwrap() += 1;
         // The sender lives as long as `self`, so waiting cannot fail.
         let _ = self.creates_open.subscribe().wait_for(|open| *open).await;
@@ -179,6 +230,100 @@ impl Runtime for MemoryRuntime {
         (start.dockerd_ready)();
         self.set_phase(&name, PodPhase::Running);
         Ok(())
+    }
+
+    fn supports_warm_pods(&self) -> bool {
+        true
+    }
+
+    async fn create_warm_pod(&self, pod: &AgentPod, start: &super::StartOptions) -> Result<(), RuntimeError> {
+        self.check_reachable()?;
+        let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+        let Some((pool, shape)) = pool_of(|key| labels.get(key).cloned()) else {
+            return Err(RuntimeError::Rejected("a warm pod's labels name no pool".into()));
+        };
+        assert!(!labels.contains_key(label_keys::JOB_ID), "a warm pod carries no job");
+        let state = WarmState::Warming;
+        let warm = Some(WarmPod { pool, shape, state });
+        let name = pod.pod.metadata.name.clone().unwrap_or_default();
+        let info = PodInfo {
+            name: name.clone(),
+            job_id: 0,
+            job: None,
+            created: self.clock.now(),
+            phase: PodPhase::Starting,
+            warm,
+        };
+        self.insert(name.clone(), StoredPod { pod: pod.clone(), info });
+        *self.created_total.lock().unwrap() += 1;
+        let _ = self.creates_open.subscribe().wait_for(|open| *open).await;
+        let failure = self.faults.lock().unwrap().fail_create.clone();
+        if let Some(reason) = failure {
+            self.pods.lock().unwrap().remove(&name);
+            return Err(RuntimeError::DaemonNotReady {
+                pod: name,
+                why: "a test fault".into(),
+                seconds: 0.0,
+                log_tail: reason,
+            });
+        }
+        (start.dockerd_ready)();
+        if let Some(p) = self.pods.lock().unwrap().get_mut(&name) {
+            p.info.phase = PodPhase::Running;
+            if let Some(warm) = &mut p.info.warm {
+                warm.state = WarmState::Ready;
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_pod(&self, owner: &Ownership, claim: &AgentPod) -> Result<(), RuntimeError> {
+        self.check_reachable()?;
+        let name = claim.pod.metadata.name.clone().unwrap_or_default();
+        let labels = claim.pod.metadata.labels.clone().unwrap_or_default();
+        let job_id: i64 = labels.get(label_keys::JOB_ID).and_then(|j| j.parse().ok()).unwrap_or_default();
+        {
+            let pods = self.pods.lock().unwrap();
+            let warm = pods.get(&name).filter(|p| Self::owned(p, owner)).is_some_and(|p| p.info.warm.is_some());
+            if !warm {
+                return Err(RuntimeError::Rejected(format!("{name} is not an unclaimed warm pod")));
+            }
+        }
+        let _ = self.creates_open.subscribe().wait_for(|open| *open).await;
+        if let Some(reason) = self.faults.lock().unwrap().fail_claim.clone() {
+            return Err(RuntimeError::Other(reason));
+        }
+        let mut pods = self.pods.lock().unwrap();
+        let Some(stored) = pods.get_mut(&name).filter(|p| p.info.warm.is_some()) else {
+            return Err(RuntimeError::Rejected(format!("{name} was claimed or removed meanwhile")));
+        };
+        stored.pod.pod.metadata.labels = Some(labels);
+        stored.pod.pod.metadata.annotations.clone_from(&claim.pod.metadata.annotations);
+        stored.pod.pod.spec.clone_from(&claim.pod.spec);
+        let key = claim.secret.data.iter().flatten().filter(|(k, _)| k.as_str() == secret_key::AUTO_REGISTER_KEY);
+        stored.pod.secret.data.get_or_insert_with(BTreeMap::new).extend(key.map(|(k, v)| (k.clone(), v.clone())));
+        stored.info = PodInfo { job_id, warm: None, created: self.clock.now(), ..stored.info.clone() };
+        drop(pods);
+        self.claims.lock().unwrap().push(Claim { pod: name, job_id });
+        Ok(())
+    }
+
+    async fn exec_in_dind(
+        &self,
+        owner: &Ownership,
+        pod: &str,
+        command: &[String],
+    ) -> Result<(i64, String), RuntimeError> {
+        self.check_reachable()?;
+        if !self.pods.lock().unwrap().get(pod).is_some_and(|p| Self::owned(p, owner)) {
+            return Err(RuntimeError::Other(format!("no pod {pod}")));
+        }
+        self.dind_commands.lock().unwrap().push((pod.to_owned(), command.to_vec()));
+        let image = command.last().cloned().unwrap_or_default();
+        if self.faults.lock().unwrap().failing_pulls.contains(&image) {
+            return Ok((1, format!("Error response from daemon: manifest for {image} not found: manifest unknown")));
+        }
+        Ok((0, format!("Status: Downloaded newer image for {image}")))
     }
 
     async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {

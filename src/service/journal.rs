@@ -90,6 +90,16 @@ pub struct Story {
     pub removal: Option<String>,
     /// The last look at it before it went: containers, events, dockerd's log.
     pub last_look: Option<PodDetails>,
+    /// Made as a warm pod, before any job asked: when, and when a job claimed it (its
+    /// timeline then starts at the claim, which is what the job waited from).
+    pub warm: Option<WarmStory>,
+}
+
+/// A warm pod's life before its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmStory {
+    pub made: SystemTime,
+    pub claimed: Option<SystemTime>,
 }
 
 impl Story {
@@ -97,14 +107,29 @@ impl Story {
         self.timeline.iter().find(|(s, _)| *s == stage).map(|(_, at)| *at)
     }
 
+    /// The `start` label of the start-latency histogram: `warm` for a claimed warm pod.
+    pub fn start(&self) -> &'static str {
+        if self.warm.is_some() {
+            "warm"
+        } else {
+            "cold"
+        }
+    }
+
+    /// Waiting in its pool for a job: nothing a job waited for is timed yet.
+    pub fn unclaimed(&self) -> bool {
+        self.warm.is_some_and(|w| w.claimed.is_none())
+    }
+
     /// Whether GoCD knows its agent.
     pub fn registered(&self) -> bool {
         self.at(Stage::Registered).is_some()
     }
 
-    /// The time from its creation decision to `stage`, for pods this process created.
+    /// The time from its creation decision (a warm pod's: its claim) to `stage`, for pods
+    /// this process created (or claimed) for a job.
     fn since_created(&self, at: SystemTime) -> Option<Duration> {
-        if self.adopted {
+        if self.adopted || self.unclaimed() {
             return None;
         }
         self.at(Stage::Created).map(|created| at.duration_since(created).unwrap_or_default())
@@ -178,6 +203,19 @@ impl Journal {
     pub fn created(&mut self, story: Story) {
         self.holds.remove(&story.job.job_id);
         self.live.insert(story.pod.clone(), story);
+    }
+
+    /// A job claimed the warm pod: from now on its story is the job's, timed from the
+    /// claim; what it was before stays in `warm`. A warm pod found after a restart has a
+    /// story too (adopted), so every claim has one.
+    pub fn claimed(&mut self, pod: &str, job: JobIdentifier, at: SystemTime) {
+        self.holds.remove(&job.job_id);
+        let Some(story) = self.live.get_mut(pod) else { return };
+        let made = story.at(Stage::Created).unwrap_or(at);
+        story.warm = Some(WarmStory { made: story.warm.map_or(made, |w| w.made), claimed: Some(at) });
+        story.job = job;
+        story.timeline = vec![(Stage::Created, at)];
+        story.adopted = false;
     }
 
     /// A pod the listing shows that this process has no story of (it restarted).

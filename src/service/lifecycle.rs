@@ -7,10 +7,11 @@ use tracing::{info, instrument, warn};
 
 use super::console;
 use super::journal::{HoldReason, Limit, Stage};
+use super::pools::JobOrder;
 use super::{Cluster, ClusterError, Lifecycle, Service};
-use crate::agents::{self, Action, ClusterSnapshot, CreateDecision, Limits};
+use crate::agents::{self, Action, ClusterSnapshot, CreateDecision, Limits, RemovalReason};
 use crate::error::{Error, Result};
-use crate::pod::{self, AgentPod, PodRequest};
+use crate::pod::{self, AgentPod, Binding, PodRequest};
 use crate::processor::HealthMessage;
 use crate::protocol::{
     CreateAgentRequest, JobCompletionRequest, ServerPingRequest, ShouldAssignWorkRequest, ValidationError,
@@ -71,30 +72,85 @@ impl Service {
         let registered = self.registered_agents().await;
         let limits =
             Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
-        if elastic.warm_pool_size > 0 && !cluster.runtime.supports_warm_pods() {
+        let order = JobOrder { req: req.clone(), elastic, go_server_url, decided: Instant::now() };
+        let pool = self.pool_of(&cluster, &order);
+        if pool.is_none() && order.elastic.warm_pool_size > 0 {
             self.console(
                 job,
                 format!(
                     "WarmPoolSize is {}, but the {} runtime keeps no warm pods yet: pods start when their job asks.",
-                    elastic.warm_pool_size,
+                    order.elastic.warm_pool_size,
                     cluster.describe()
                 ),
             );
         }
-        match agents::plan_create(&pods, &registered, job.job_id, limits, None) {
-            CreateDecision::Claim(name) | CreateDecision::CreateAfterEvicting(name) => {
-                // No pool is named yet (pool None): a warm pod left by a newer version is
-                // neither claimed nor evicted here; server-ping drains it by its labels.
-                warn!(pod = %name, "a warm pod was offered, but this version claims none");
-                Ok(())
+        let decided = self.decide(&cluster, &order, pods, &registered, limits, pool.as_ref());
+        if let Some(pool) = &pool {
+            self.fill_pool(&cluster, &order, pool, &registered, limits);
+        }
+        match decided {
+            Err(Error::Unprocessable(message)) => refuse(message),
+            other => other,
+        }
+    }
+
+    /// The job's pod, by the rules: claimed, made, made in a warm pod's place, or held
+    /// back by a limit. Each pod is registered here, under the create lock, before its
+    /// work starts in the background. A warm pod the rules offer that cannot be bound
+    /// after all (server-ping began removing it meanwhile) sends the decision round again.
+    fn decide(
+        self: &Arc<Self>,
+        cluster: &Cluster,
+        order: &JobOrder,
+        mut pods: Vec<crate::listing::PodInfo>,
+        registered: &std::collections::BTreeSet<String>,
+        limits: Limits,
+        pool: Option<&crate::settings::PoolId>,
+    ) -> Result<()> {
+        let job = &order.req.job_identifier;
+        loop {
+            match agents::plan_create(&pods, registered, job.job_id, limits, pool) {
+                CreateDecision::Claim(name) => {
+                    let claim = Self::build_claim(cluster, order, &name)?;
+                    if !self.registry.lock().unwrap().claim(&name, job, self.clock.now()) {
+                        pods = self.registry.lock().unwrap().cluster_pods(&cluster.id);
+                        continue;
+                    }
+                    let (service, cluster, order) = (Arc::clone(self), cluster.clone(), order.clone());
+                    self.tasks.spawn(async move { service.claim_warm(cluster, name, order, claim).await });
+                    return Ok(());
+                }
+                CreateDecision::CreateAfterEvicting(evicted) => {
+                    let name = pod::new_name();
+                    let built = Self::build_pod(cluster, &order.elastic, &order.req, &order.go_server_url, &name)?;
+                    let mut registry = self.registry.lock().unwrap();
+                    if !registry.begin_warm_removal(&evicted) {
+                        pods = registry.cluster_pods(&cluster.id);
+                        continue;
+                    }
+                    registry.insert_creating(cluster.id.clone(), &name, job, self.clock.now());
+                    drop(registry);
+                    self.note_created(cluster, &name, job);
+                    let (service, cluster, job) = (Arc::clone(self), cluster.clone(), job.clone());
+                    self.tasks.spawn(async move { service.evict_then_start(cluster, evicted, built, job).await });
+                    return Ok(());
+                }
+                decision => return self.create_or_hold(cluster, order, decision),
             }
+        }
+    }
+
+    fn create_or_hold(self: &Arc<Self>, cluster: &Cluster, order: &JobOrder, decision: CreateDecision) -> Result<()> {
+        let job = &order.req.job_identifier;
+        match decision {
+            CreateDecision::Claim(_) | CreateDecision::CreateAfterEvicting(_) => unreachable!("decided in `decide`"),
             CreateDecision::AlreadyExists(name) => {
                 info!(pod = %name, "a pod for this job exists; nothing to do");
                 Ok(())
             }
             CreateDecision::PendingLimit { pending, max } => {
                 self.limit_reached(
-                    &cluster,
+                    cluster,
                     job,
                     Limit::Pending,
                     &format!("{pending} agent pods are waiting to register (max_pending_agents = {max})"),
@@ -103,7 +159,7 @@ impl Service {
             }
             CreateDecision::TotalLimit { total, max } => {
                 self.limit_reached(
-                    &cluster,
+                    cluster,
                     job,
                     Limit::Total,
                     &format!("{total} agent pods exist (max_running_agents = {max})"),
@@ -112,15 +168,10 @@ impl Service {
             }
             CreateDecision::Create => {
                 let name = pod::new_name();
-                let built = match Self::build_pod(&cluster, &elastic, &req, &go_server_url, &name) {
-                    Ok(p) => p,
-                    Err(Error::Unprocessable(message)) => return refuse(message),
-                    Err(other) => return Err(other),
-                };
+                let built = Self::build_pod(cluster, &order.elastic, &order.req, &order.go_server_url, &name)?;
                 self.registry.lock().unwrap().insert_creating(cluster.id.clone(), &name, job, self.clock.now());
-                self.note_created(&cluster, &name, job);
-                let service = Arc::clone(self);
-                let job = job.clone();
+                self.note_created(cluster, &name, job);
+                let (service, cluster, job) = (Arc::clone(self), cluster.clone(), job.clone());
                 self.tasks.spawn(async move { service.start_pod(cluster, built, job).await });
                 Ok(())
             }
@@ -128,7 +179,7 @@ impl Service {
     }
 
     /// The pod for one job, checked against what its runtime can honour.
-    fn build_pod(
+    pub(crate) fn build_pod(
         cluster: &Cluster,
         elastic: &ElasticSettings,
         req: &CreateAgentRequest,
@@ -136,18 +187,29 @@ impl Service {
         name: &str,
     ) -> Result<AgentPod> {
         let tls = tls::mint(name).map_err(|e| Error::Internal(format!("minting TLS material: {e}")))?;
-        let built = pod::build(&PodRequest {
-            name,
-            ownership: &cluster.owner,
-            go_server_url,
-            cluster: &cluster.settings,
-            elastic,
-            job: &req.job_identifier,
-            environment: req.environment.as_deref(),
-            auto_register_key: &req.auto_register_key,
-            tls: &tls,
-        })
-        .map_err(|e| Error::Unprocessable(e.to_string()))?;
+        Self::checked_pod(
+            cluster,
+            &PodRequest {
+                name,
+                ownership: &cluster.owner,
+                go_server_url,
+                cluster: &cluster.settings,
+                elastic,
+                binding: Binding::Job {
+                    job: &req.job_identifier,
+                    environment: req.environment.as_deref(),
+                    auto_register_key: &req.auto_register_key,
+                },
+                tls: Some(&tls),
+            },
+        )
+    }
+
+    /// `pod::build`, then the checks that need the cluster: Secrets its profile allows,
+    /// fields its runtime honours.
+    pub(crate) fn checked_pod(cluster: &Cluster, request: &PodRequest<'_>) -> Result<AgentPod> {
+        let name = request.name;
+        let built = pod::build(request).map_err(|e| Error::Unprocessable(e.to_string()))?;
         let spec = built.pod.spec.as_ref().expect("a built pod has a spec");
         let secrets = pod::unallowed_secrets(spec, &pod::secret_name(name), &cluster.settings.allowed_secrets);
         if !secrets.is_empty() {
@@ -164,7 +226,12 @@ impl Service {
         Ok(built)
     }
 
-    async fn start_pod(self: &Arc<Self>, cluster: Cluster, pod: AgentPod, job: crate::protocol::JobIdentifier) {
+    pub(crate) async fn start_pod(
+        self: &Arc<Self>,
+        cluster: Cluster,
+        pod: AgentPod,
+        job: crate::protocol::JobIdentifier,
+    ) {
         let name = pod.pod.metadata.name.clone().unwrap_or_default();
         let _record = CreatingRecord { registry: &self.registry, name: name.clone() };
         self.console(&job, console::creating(&name, &cluster.describe(), &job.path()));
@@ -344,7 +411,7 @@ impl Service {
                         pods,
                         auto_register_timeout: cluster.settings.auto_register_timeout,
                         limits,
-                        pools: std::collections::BTreeMap::new(),
+                        pools: self.pool_shapes(&cluster.id),
                     });
                     clusters.push(cluster);
                 }
@@ -380,7 +447,19 @@ impl Service {
                 }
                 Action::DeletePod { cluster, name, reason } => {
                     let Some(cluster) = clusters.iter().find(|c| c.id == cluster) else { continue };
-                    self.registry.lock().unwrap().set_lifecycle(&name, Lifecycle::Terminating);
+                    let warm_rule = matches!(reason, RemovalReason::WarmIdle | RemovalReason::WarmSurplus);
+                    let removable = {
+                        let mut registry = self.registry.lock().unwrap();
+                        // A warm pod a job claimed since the listing is that job's now.
+                        let removable = !warm_rule || registry.begin_warm_removal(&name);
+                        if removable {
+                            registry.set_lifecycle(&name, Lifecycle::Terminating);
+                        }
+                        removable
+                    };
+                    if !removable {
+                        continue;
+                    }
                     let look = self.last_look(cluster, &name).await;
                     match cluster.runtime.delete_pod(&cluster.owner, &name).await {
                         Ok(()) => {
@@ -423,9 +502,9 @@ impl Service {
 /// the task ends any other way than through its own bookkeeping (a panic in a runtime,
 /// the task dropped), the record goes too. Left behind, it would answer every later
 /// create-agent for the job with "a pod exists", and the job would wait forever.
-struct CreatingRecord<'a> {
-    registry: &'a std::sync::Mutex<super::Registry>,
-    name: String,
+pub(crate) struct CreatingRecord<'a> {
+    pub registry: &'a std::sync::Mutex<super::Registry>,
+    pub name: String,
 }
 
 impl Drop for CreatingRecord<'_> {

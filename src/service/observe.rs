@@ -36,6 +36,7 @@ impl Cluster {
             failure: None,
             removal: None,
             last_look: None,
+            warm: None,
         }
     }
 }
@@ -51,11 +52,26 @@ impl Service {
     pub(crate) fn note_stage(&self, pod: &str, stage: Stage) {
         let mut journal = self.journal.lock().unwrap();
         let took = journal.reached(pod, stage, self.clock.now());
-        let runtime = journal.story(pod).map(|s| s.runtime);
+        let labels = journal.story(pod).map(|s| (s.runtime, s.start()));
         drop(journal);
-        if let (Some(took), Some(label), Some(runtime)) = (took, stage.metric(), runtime) {
-            self.metrics.start_stage(label, runtime, took.as_secs_f64());
+        if let (Some(took), Some(label), Some((runtime, start))) = (took, stage.metric(), labels) {
+            self.metrics.start_stage(label, runtime, start, took.as_secs_f64());
         }
+    }
+
+    /// A warm pod is being made for `cluster`'s pool: its story, with no job yet.
+    pub(crate) fn note_warm_created(&self, cluster: &Cluster, pod: &str) {
+        let now = self.clock.now();
+        let mut story = cluster.story(pod, JobIdentifier::default(), now, false);
+        story.warm = Some(super::journal::WarmStory { made: now, claimed: None });
+        self.journal.lock().unwrap().created(story);
+    }
+
+    /// A job claimed warm pod `pod`: its timeline restarts at the claim, and its dockerd
+    /// answers already (the `pod_ready` stage of a warm start is the claim's decision).
+    pub(crate) fn note_claimed(&self, pod: &str, job: &JobIdentifier) {
+        self.journal.lock().unwrap().claimed(pod, job.clone(), self.clock.now());
+        self.note_stage(pod, Stage::DockerdReady);
     }
 
     /// GoCD's agent list: agents it knows are registered, `Building` ones assigned.
@@ -132,7 +148,11 @@ impl Service {
         for pod in listed {
             if journal.story(&pod.name).is_none() {
                 let job = pod.job.clone().unwrap_or(JobIdentifier { job_id: pod.job_id, ..JobIdentifier::default() });
-                journal.adopt(cluster.story(&pod.name, job, pod.created, true));
+                let mut story = cluster.story(&pod.name, job, pod.created, true);
+                if pod.warm.is_some() {
+                    story.warm = Some(super::journal::WarmStory { made: pod.created, claimed: None });
+                }
+                journal.adopt(story);
             }
         }
         let now = self.clock.now();

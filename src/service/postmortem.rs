@@ -126,6 +126,7 @@ mod tests {
             failure: None,
             removal: None,
             last_look: None,
+            warm: None,
         });
         journal.reached("gocd-dind-p1", Stage::DockerdReady, t(2));
         let look = PodDetails {

@@ -112,6 +112,7 @@ impl Service {
         };
         self.create_locks.lock().unwrap().retain(|id, _| live.contains(id));
         self.last_refresh.lock().unwrap().retain(|id, _| live.contains(id));
+        self.retain_pools(live);
         let forgotten = self.registry.lock().unwrap().retain_clusters(live);
         self.runtimes.retain(settings);
         self.forget_observations(live, &gone);

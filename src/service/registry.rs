@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::SystemTime;
 
-use crate::listing::{PodInfo, PodPhase};
+use crate::listing::{PodInfo, PodPhase, PoolShape, WarmPod, WarmState};
 use crate::protocol::JobIdentifier;
-use crate::settings::ClusterId;
+use crate::settings::{ClusterId, PoolId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
@@ -22,6 +22,9 @@ pub struct PodRecord {
     pub cluster: ClusterId,
     pub info: PodInfo,
     pub lifecycle: Lifecycle,
+    /// What making a warm pod left to tell the job that claims it: images that could not
+    /// be pre-pulled, each with the reason. Known only to the process that made it.
+    pub pull_failures: Vec<String>,
 }
 
 /// Why a job's pod could not be created (from its post-mortem in the journal).
@@ -31,6 +34,24 @@ pub struct Failure {
     pub pod: String,
     pub at: SystemTime,
     pub reason: String,
+}
+
+impl PodRecord {
+    fn new(cluster: ClusterId, info: PodInfo, lifecycle: Lifecycle) -> Self {
+        Self { cluster, info, lifecycle, pull_failures: Vec::new() }
+    }
+
+    fn as_rules_see_it(&self) -> PodInfo {
+        let mut info = self.info.clone();
+        if let Some(warm) = &mut info.warm {
+            warm.state = match self.lifecycle {
+                Lifecycle::Terminating => WarmState::Leaving,
+                Lifecycle::Live if info.phase == PodPhase::Running => WarmState::Ready,
+                Lifecycle::Creating | Lifecycle::Live => WarmState::Warming,
+            };
+        }
+        info
+    }
 }
 
 #[derive(Debug, Default)]
@@ -44,11 +65,13 @@ impl Registry {
     }
 
     pub fn find_by_job(&self, job_id: i64) -> Option<&PodRecord> {
-        self.pods.values().find(|r| r.info.job_id == job_id)
+        self.pods.values().find(|r| r.info.serves(job_id))
     }
 
+    /// The cluster's pods as the rules see them: a warm pod being made is warming, one
+    /// being removed is leaving, whatever the listing said.
     pub fn cluster_pods(&self, cluster: &ClusterId) -> Vec<PodInfo> {
-        self.pods.values().filter(|r| &r.cluster == cluster).map(|r| r.info.clone()).collect()
+        self.pods.values().filter(|r| &r.cluster == cluster).map(PodRecord::as_rules_see_it).collect()
     }
 
     pub fn all(&self) -> impl Iterator<Item = &PodRecord> {
@@ -64,7 +87,52 @@ impl Registry {
             phase: PodPhase::Starting,
             warm: None,
         };
-        self.pods.insert(name.to_owned(), PodRecord { cluster, info, lifecycle: Lifecycle::Creating });
+        self.pods.insert(name.to_owned(), PodRecord::new(cluster, info, Lifecycle::Creating));
+    }
+
+    /// A warm pod of `pool` is being made.
+    pub fn insert_warming(&mut self, cluster: ClusterId, name: &str, pool: PoolId, shape: PoolShape, now: SystemTime) {
+        let warm = Some(WarmPod { pool, shape, state: WarmState::Warming });
+        let info =
+            PodInfo { name: name.to_owned(), job_id: 0, job: None, created: now, phase: PodPhase::Starting, warm };
+        self.pods.insert(name.to_owned(), PodRecord::new(cluster, info, Lifecycle::Creating));
+    }
+
+    /// The warm pod being made is up (its dockerd answers, its images are pulled): it
+    /// may be claimed from now on.
+    pub fn warm_ready(&mut self, name: &str, pull_failures: Vec<String>) {
+        if let Some(record) = self.pods.get_mut(name).filter(|r| r.info.warm.is_some()) {
+            record.info.phase = PodPhase::Running;
+            record.pull_failures = pull_failures;
+            if record.lifecycle == Lifecycle::Creating {
+                record.lifecycle = Lifecycle::Live;
+            }
+        }
+    }
+
+    /// Binds the warm pod to `job` if it is still claimable (up, unclaimed, not being
+    /// removed): from now on it is the job's pod being made, and nobody else's. Returns
+    /// whether it was bound.
+    pub fn claim(&mut self, name: &str, job: &JobIdentifier, now: SystemTime) -> bool {
+        let Some(record) = self.pods.get_mut(name) else { return false };
+        let claimable =
+            record.lifecycle == Lifecycle::Live && record.info.phase == PodPhase::Running && record.info.warm.is_some();
+        if claimable {
+            record.info.warm = None;
+            record.info.job_id = job.job_id;
+            record.info.job = Some(job.clone());
+            record.info.created = now;
+            record.lifecycle = Lifecycle::Creating;
+        }
+        claimable
+    }
+
+    /// Marks an unclaimed warm pod as being removed; `false` (and nothing changed) when a
+    /// job claimed it meanwhile, or it is gone.
+    pub fn begin_warm_removal(&mut self, name: &str) -> bool {
+        let Some(record) = self.pods.get_mut(name).filter(|r| r.info.warm.is_some()) else { return false };
+        record.lifecycle = Lifecycle::Terminating;
+        true
     }
 
     pub fn set_lifecycle(&mut self, name: &str, lifecycle: Lifecycle) {
@@ -109,6 +177,12 @@ impl Registry {
         });
         for (name, mut info) in listed {
             match self.pods.get_mut(&name) {
+                // A warm pod being made, or one being claimed: what this process knows
+                // wins until it says it is done (a listing may still show the claimed
+                // pod as warm, or the warm pod as up before its images are pulled).
+                Some(record)
+                    if record.lifecycle == Lifecycle::Creating
+                        && (record.info.warm.is_some() || info.warm.is_some()) => {}
                 Some(record) => {
                     if info.job.is_none() {
                         info.job = record.info.job.take();
@@ -119,7 +193,7 @@ impl Registry {
                     }
                 }
                 None => {
-                    self.pods.insert(name, PodRecord { cluster: cluster.clone(), info, lifecycle: Lifecycle::Live });
+                    self.pods.insert(name, PodRecord::new(cluster.clone(), info, Lifecycle::Live));
                 }
             }
         }
@@ -230,6 +304,53 @@ mod tests {
         }
         assert_eq!(r.remove_if_creating("creating").map(|p| p.info.job_id), Some(1));
         assert_eq!(r.all().count(), 3);
+    }
+
+    fn listed_warm(name: &str, phase: PodPhase) -> PodInfo {
+        let shape = PoolShape { size: 2, idle: std::time::Duration::from_secs(1800) };
+        let warm = Some(WarmPod { pool: PoolId("A".into()), shape, state: WarmState::Ready });
+        PodInfo { warm, ..listed(name, 0, phase) }
+    }
+
+    fn warm_state(r: &Registry, name: &str) -> Option<WarmState> {
+        r.cluster_pods(&c("c1")).into_iter().find(|p| p.name == name).and_then(|p| p.warm).map(|w| w.state)
+    }
+
+    #[test]
+    fn a_warm_pod_is_claimable_once_made_bound_once_and_never_unbound_by_a_listing() {
+        let mut r = Registry::default();
+        let shape = PoolShape { size: 2, idle: std::time::Duration::from_secs(1800) };
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100);
+        r.insert_warming(c("c1"), "w1", PoolId("A".into()), shape, SystemTime::UNIX_EPOCH);
+        r.refresh(&c("c1"), vec![listed_warm("w1", PodPhase::Running)]);
+        assert_eq!(warm_state(&r, "w1"), Some(WarmState::Warming), "up in the listing, images still being pulled");
+        assert!(!r.claim("w1", &job(7), now), "not claimable while being made");
+        r.warm_ready("w1", vec!["busybox: manifest unknown".into()]);
+        assert_eq!(warm_state(&r, "w1"), Some(WarmState::Ready));
+        assert!(r.find_by_job(0).is_none(), "a warm pod is nobody's");
+        assert!(r.claim("w1", &job(7), now));
+        assert!(!r.claim("w1", &job(8), now), "a second job never gets it");
+        assert!(!r.begin_warm_removal("w1"), "a claimed pod is not drained");
+        r.refresh(&c("c1"), vec![listed_warm("w1", PodPhase::Running)]);
+        let claimed = r.get("w1").unwrap();
+        assert_eq!((claimed.info.job_id, claimed.lifecycle, claimed.info.created), (7, Lifecycle::Creating, now));
+        assert_eq!(claimed.pull_failures, ["busybox: manifest unknown"]);
+        r.refresh(&c("c1"), vec![listed("w1", 7, PodPhase::Running)]);
+        assert_eq!(r.get("w1").unwrap().lifecycle, Lifecycle::Live, "the listing shows it bound and running");
+        assert_eq!(r.find_by_job(7).map(|p| p.info.name.as_str()), Some("w1"));
+    }
+
+    #[test]
+    fn a_warm_pod_being_removed_is_leaving_and_a_restarted_service_finds_warm_pods_ready() {
+        let mut r = Registry::default();
+        r.refresh(&c("c1"), vec![listed_warm("w2", PodPhase::Running), listed_warm("w3", PodPhase::Starting)]);
+        assert_eq!(warm_state(&r, "w2"), Some(WarmState::Ready), "found after a restart: up");
+        assert_eq!(warm_state(&r, "w3"), Some(WarmState::Warming));
+        assert!(r.begin_warm_removal("w2"));
+        assert_eq!(warm_state(&r, "w2"), Some(WarmState::Leaving));
+        assert!(!r.claim("w2", &job(9), SystemTime::UNIX_EPOCH), "never claimed while being removed");
+        r.refresh(&c("c1"), vec![listed_warm("w2", PodPhase::Running)]);
+        assert_eq!(warm_state(&r, "w2"), Some(WarmState::Leaving), "a listing does not bring it back");
     }
 
     #[test]

@@ -420,7 +420,7 @@ fn security_host_config(security: &SecurityContext, is_dind: bool) -> HostConfig
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pod::{build, Ownership, PodRequest};
+    use crate::pod::{build, Binding, Ownership, PodRequest};
     use crate::protocol::{JobIdentifier, Properties};
     use crate::settings::{ClusterId, ClusterSettings, ElasticSettings};
 
@@ -433,10 +433,12 @@ mod tests {
             go_server_url: "https://gocd.example.com/go",
             cluster: &cluster,
             elastic: &elastic,
-            job: &JobIdentifier { job_id: 5, ..JobIdentifier::default() },
-            environment: None,
-            auto_register_key: "key-5",
-            tls: &crate::tls::mint("p1").unwrap(),
+            binding: Binding::Job {
+                job: &JobIdentifier { job_id: 5, ..JobIdentifier::default() },
+                environment: None,
+                auto_register_key: "key-5",
+            },
+            tls: Some(&crate::tls::mint("p1").unwrap()),
         })
         .unwrap()
     }

@@ -23,6 +23,7 @@ fn story(pod: &str, cluster: &str, job_id: i64, at: SystemTime) -> Story {
         failure: None,
         removal: None,
         last_look: None,
+        warm: None,
     }
 }
 
