@@ -44,7 +44,7 @@ pub(crate) async fn pod_slots(pods: u32) -> SemaphorePermit<'static> {
 }
 
 /// Job ids no other test (and no earlier run) uses: they are the handle on a test's pods.
-fn job_id() -> i64 {
+pub(crate) fn job_id() -> i64 {
     static NEXT: OnceLock<AtomicI64> = OnceLock::new();
     NEXT.get_or_init(|| {
         let micros = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros();
@@ -53,7 +53,7 @@ fn job_id() -> i64 {
     .fetch_add(1, Ordering::Relaxed)
 }
 
-fn cluster() -> Value {
+pub(crate) fn cluster() -> Value {
     json!({
         "runtime": "docker",
         "go_server_url": "https://127.0.0.1:8154/go",
@@ -67,7 +67,7 @@ async fn harness() -> Harness {
     harness_with(Clock::default()).await
 }
 
-async fn harness_with(clock: Clock) -> Harness {
+pub(crate) async fn harness_with(clock: Clock) -> Harness {
     let runtimes = Runtimes::new();
     Harness::start(std::sync::Arc::new(runtimes), clock, ServiceOptions::default())
         .await
@@ -76,22 +76,22 @@ async fn harness_with(clock: Clock) -> Harness {
 
 /// One agent pod of a test, found by its job id.
 #[derive(Debug, Clone)]
-struct Pod {
-    name: String,
-    job_id: i64,
+pub(crate) struct Pod {
+    pub name: String,
+    pub job_id: i64,
 }
 
 impl Pod {
-    fn dind(&self) -> String {
+    pub fn dind(&self) -> String {
         format!("{}-dind", self.name)
     }
 
-    fn agent(&self) -> String {
+    pub fn agent(&self) -> String {
         format!("{}-agent", self.name)
     }
 }
 
-async fn send(h: &Harness, request: &str, body: &Value) -> (u16, String) {
+pub(crate) async fn send(h: &Harness, request: &str, body: &Value) -> (u16, String) {
     h.send(request, body).await.unwrap_or_else(|e| panic!("{request}: the service did not answer: {e}"))
 }
 
@@ -107,7 +107,7 @@ async fn send_raw(h: &Harness, request: &str, token: &str, body: &str) -> (u16, 
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-async fn create(h: &Harness, cluster: &Value, job_id: i64) {
+pub(crate) async fn create(h: &Harness, cluster: &Value, job_id: i64) {
     let (status, body) = send(h, "cd.go.elastic-agent.create-agent", &create_agent_body(cluster, job_id)).await;
     assert_eq!(status, 200, "create-agent for job {job_id} answered {status}: {body}");
 }
@@ -117,17 +117,17 @@ fn completion(cluster: &Value, pod: &Pod) -> Value {
 }
 
 /// GoCD's job-completion; it answers once the pod is gone.
-async fn complete(h: &Harness, cluster: &Value, pod: &Pod) {
+pub(crate) async fn complete(h: &Harness, cluster: &Value, pod: &Pod) {
     h.gocd.set_agent(&pod.name, "Idle", "Enabled");
     let (status, body) = send(h, "cd.go.elastic-agent.job-completion", &completion(cluster, pod)).await;
     assert_eq!(status, 200, "job-completion for {} answered {status}: {body}", pod.name);
 }
 
-fn label_filter(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+pub(crate) fn label_filter(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_owned(), pairs.iter().map(|(k, v)| format!("{k}={v}")).collect())])
 }
 
-async fn job_containers(docker: &Docker, job_id: i64) -> Vec<ContainerSummary> {
+pub(crate) async fn job_containers(docker: &Docker, job_id: i64) -> Vec<ContainerSummary> {
     let filters = label_filter(&[(label_keys::MANAGED_BY, MANAGED_BY), (label_keys::JOB_ID, &job_id.to_string())]);
     docker
         .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
@@ -135,15 +135,22 @@ async fn job_containers(docker: &Docker, job_id: i64) -> Vec<ContainerSummary> {
         .expect("listing containers")
 }
 
-fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
+pub(crate) fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
     c.labels.as_ref().and_then(|l| l.get(key)).map(String::as_str)
 }
 
 /// The job's pod once its start has run: its dind and agent containers both run (the
 /// agent starts only after dockerd answered over TLS), or the test fails with the job
-/// console.
-async fn pod_up(docker: &Docker, gocd: &FakeGocd, job_id: i64) -> Pod {
-    let containers = job_containers(docker, job_id).await;
+/// console. The pod is found by its job's label, which a claimed warm pod carries only on
+/// its agent container.
+pub(crate) async fn pod_up(docker: &Docker, gocd: &FakeGocd, job_id: i64) -> Pod {
+    let labelled = job_containers(docker, job_id).await;
+    let name = labelled.first().and_then(|c| label(c, label_keys::POD)).unwrap_or_default().to_owned();
+    let filters = label_filter(&[(label_keys::MANAGED_BY, MANAGED_BY), (label_keys::POD, &name)]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+        .await
+        .expect("listing containers");
     let running = |which: &str| {
         containers.iter().any(|c| {
             label(c, label_keys::CONTAINER) == Some(which)
@@ -151,24 +158,23 @@ async fn pod_up(docker: &Docker, gocd: &FakeGocd, job_id: i64) -> Pod {
         })
     };
     assert!(
-        running("dind") && running("agent"),
+        !name.is_empty() && running("dind") && running("agent"),
         "no running pod for job {job_id}: containers {:?}; job console:\n{}",
         containers.iter().map(|c| (c.names.clone(), c.state)).collect::<Vec<_>>(),
         gocd.console_text()
     );
-    let name = label(&containers[0], label_keys::POD).expect("pod label").to_owned();
     Pod { name, job_id }
 }
 
 /// Waits until the service's background work (the pod's start) has run, then
 /// [`pod_up`].
-async fn wait_up(h: &Harness, docker: &Docker, job_id: i64) -> Pod {
+pub(crate) async fn wait_up(h: &Harness, docker: &Docker, job_id: i64) -> Pod {
     h.service.settle().await;
     pod_up(docker, &h.gocd, job_id).await
 }
 
 /// Everything on the engine that carries one of these job ids or pod names.
-async fn objects_of(docker: &Docker, jobs: &[i64], pods: &[&str]) -> Vec<String> {
+pub(crate) async fn objects_of(docker: &Docker, jobs: &[i64], pods: &[&str]) -> Vec<String> {
     let mut selectors: Vec<HashMap<String, Vec<String>>> = Vec::new();
     for job in jobs {
         selectors.push(label_filter(&[(label_keys::JOB_ID, &job.to_string())]));
@@ -220,14 +226,14 @@ async fn objects_of(docker: &Docker, jobs: &[i64], pods: &[&str]) -> Vec<String>
     found
 }
 
-async fn assert_nothing_left(docker: &Docker, jobs: &[i64], pods: &[&Pod]) {
+pub(crate) async fn assert_nothing_left(docker: &Docker, jobs: &[i64], pods: &[&Pod]) {
     let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
     let left = objects_of(docker, jobs, &names).await;
     assert!(left.is_empty(), "left on the engine for jobs {jobs:?} / pods {names:?}: {left:?}");
 }
 
 /// Removes whatever a test leaves under its job ids, also when it panicked.
-struct Sweep(Vec<i64>);
+pub(crate) struct Sweep(pub Vec<i64>);
 
 impl Drop for Sweep {
     fn drop(&mut self) {
@@ -277,25 +283,25 @@ impl Drop for Sweep {
 }
 
 /// `sh -c script` in a container, as `user` (its default user when `None`).
-async fn sh_as(docker: &Docker, container: &str, user: Option<&str>, script: &str) -> (i64, String) {
+pub(crate) async fn sh_as(docker: &Docker, container: &str, user: Option<&str>, script: &str) -> (i64, String) {
     gocd_dind::runtime::docker::exec(docker, container, user, &["sh", "-c", script])
         .await
         .unwrap_or_else(|e| panic!("exec in {container}: {e}"))
 }
 
-async fn sh(docker: &Docker, container: &str, script: &str) -> (i64, String) {
+pub(crate) async fn sh(docker: &Docker, container: &str, script: &str) -> (i64, String) {
     sh_as(docker, container, None, script).await
 }
 
 /// Like [`sh`], and the script must succeed.
-async fn sh_ok(docker: &Docker, container: &str, script: &str) -> String {
+pub(crate) async fn sh_ok(docker: &Docker, container: &str, script: &str) -> String {
     let (code, output) = sh(docker, container, script).await;
     assert_eq!(code, 0, "in {container}: `{script}` exited {code}:\n{output}");
     output
 }
 
 /// Loads the job image into the pod's own daemon, from the agent, as a job would.
-async fn load_job_image(docker: &Docker, pod: &Pod) {
+pub(crate) async fn load_job_image(docker: &Docker, pod: &Pod) {
     let tar = tokio::fs::read(JOB_IMAGE_TAR)
         .await
         .unwrap_or_else(|e| panic!("reading {JOB_IMAGE_TAR}: {e} (run .ci/build-test-images.sh)"));

@@ -9,6 +9,7 @@ mod browser;
 mod cluster_identity;
 mod docker_e2e;
 mod docker_remote;
+mod docker_warm;
 mod doctor;
 mod hostile_profiles;
 mod http_contract;

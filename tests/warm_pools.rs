@@ -169,7 +169,7 @@ async fn a_failed_pre_pull_is_told_to_the_claiming_job_and_a_failed_claim_falls_
     assert_eq!(h.runtime.claims(), [Claim { pod: claimed, job_id: 2 }], "a pull failure is never fatal to the claim");
     let console = h.harness.gocd.console_text();
     assert!(
-        console.contains("registry.example.com/missing:1: docker pull exited with 1: Error response from daemon: manifest for registry.example.com/missing:1 not found"),
+        console.contains("could not pre-pull an image when it was made, so the job pulls it itself: registry.example.com/missing:1: docker pull exited with 1: Error response from daemon: manifest for registry.example.com/missing:1 not found"),
         "{console}"
     );
     assert!(!console.contains("busybox:1.36:"), "only the failure is told");

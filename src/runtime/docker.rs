@@ -2,13 +2,15 @@
 //! installation. See `docker/translate.rs` for how the pod maps onto the engine.
 
 mod archive;
+mod listing;
 pub mod translate;
+mod warm;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, VolumeCreateRequest};
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListVolumesOptions, LogsOptions,
     RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, UploadToContainerOptions,
@@ -19,7 +21,7 @@ use tokio::sync::OnceCell;
 
 use self::translate::{ContainerPlan, DockerPod};
 use super::{ContainerDetails, PodDetails, PodInfo, PodPhase, Runtime, RuntimeError};
-use crate::pod::{annotation, label_keys, AgentPod, Ownership, AGENT_CONTAINER, DIND_CONTAINER};
+use crate::pod::{label_keys, AgentPod, Ownership, DIND_CONTAINER};
 use crate::settings::{ClusterId, DockerConnection};
 
 /// Engine calls that are not long-running (creating, listing, removing).
@@ -80,7 +82,10 @@ impl DockerRuntime {
         Ok(&engine.docker)
     }
 
-    async fn containers(&self, filters: HashMap<String, Vec<String>>) -> Result<Vec<ContainerSummary>, RuntimeError> {
+    pub(super) async fn containers(
+        &self,
+        filters: HashMap<String, Vec<String>>,
+    ) -> Result<Vec<ContainerSummary>, RuntimeError> {
         let docker = self.docker().await?;
         docker
             .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
@@ -110,7 +115,7 @@ impl DockerRuntime {
         })?
     }
 
-    async fn create_container(&self, plan: &ContainerPlan) -> Result<(), RuntimeError> {
+    pub(super) async fn create_container(&self, plan: &ContainerPlan) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
         let body = self.with_path(plan).await;
         docker
@@ -175,7 +180,7 @@ impl DockerRuntime {
     /// probe's budget (period × failure threshold) is spent. It polls every 100 ms rather
     /// than every period: dockerd answers within a second, and each wasted period would
     /// be added to every job's start.
-    async fn wait_ready(&self, pod: &DockerPod) -> Result<(), RuntimeError> {
+    pub(super) async fn wait_ready(&self, pod: &DockerPod) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
         let started = Instant::now();
         let budget = Duration::from_secs(pod.probe_period_seconds * u64::from(pod.probe_attempts));
@@ -214,25 +219,43 @@ impl DockerRuntime {
     }
 
     async fn build(&self, pod: &DockerPod, start: &super::StartOptions) -> Result<(), RuntimeError> {
-        let docker = self.docker().await?;
         self.ensure_image(pod.dind.body.image.as_deref().unwrap_or_default()).await?;
         self.ensure_image(pod.agent.body.image.as_deref().unwrap_or_default()).await?;
         for volume in &pod.volumes {
-            let mut labels = pod.labels.clone();
-            labels.insert(label_keys::VOLUME.into(), volume.clone());
-            docker
-                .create_volume(VolumeCreateRequest {
-                    name: Some(volume.clone()),
-                    labels: Some(labels),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| RuntimeError::Rejected(format!("creating volume {volume}: {e}")))?;
+            self.create_volume(pod, volume).await?;
         }
         self.create_container(&pod.dind).await?;
         self.wait_ready(pod).await?;
         (start.dockerd_ready)();
         self.create_container(&pod.agent).await
+    }
+}
+
+fn translated(pod: &AgentPod) -> Result<DockerPod, RuntimeError> {
+    translate::translate(pod).map_err(|problems| {
+        RuntimeError::Rejected(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+    })
+}
+
+impl DockerRuntime {
+    /// On failure, removes whatever of the pod was made (its ownership from its labels).
+    async fn clean_up_after(
+        &self,
+        pod: &AgentPod,
+        plan: &DockerPod,
+        result: Result<(), RuntimeError>,
+    ) -> Result<(), RuntimeError> {
+        if result.is_err() {
+            let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+            let owner = Ownership {
+                server_id: labels.get(label_keys::SERVER_ID).cloned().unwrap_or_default(),
+                cluster: ClusterId(labels.get(label_keys::CLUSTER).cloned().unwrap_or_default()),
+            };
+            if let Err(e) = self.delete_pod(&owner, &plan.name).await {
+                tracing::warn!(pod = %plan.name, error = %e, "cleaning up a failed pod failed; server-ping retries");
+            }
+        }
+        result
     }
 }
 
@@ -365,7 +388,8 @@ impl Runtime for DockerRuntime {
             .list_volumes(Some(ListVolumesOptions { filters: Some(owner_filters(owner, &[])) }))
             .await
             .map_err(|e| unreachable_or(&e, RuntimeError::Other))?;
-        let mut infos: Vec<PodInfo> = pods.into_iter().map(|(name, containers)| pod_info(name, &containers)).collect();
+        let mut infos: Vec<PodInfo> =
+            pods.into_iter().map(|(name, containers)| listing::pod_info(name, &containers)).collect();
         for volume in volumes.volumes.unwrap_or_default() {
             let pod = volume.labels.get(label_keys::POD).cloned().unwrap_or_default();
             if !pod.is_empty() && !infos.iter().any(|p| p.name == pod) {
@@ -383,21 +407,41 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_pod(&self, pod: &AgentPod, start: &super::StartOptions) -> Result<(), RuntimeError> {
-        let plan = translate::translate(pod).map_err(|problems| {
-            RuntimeError::Rejected(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-        })?;
-        let owner_labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+        let plan = translated(pod)?;
         let result = self.build(&plan, start).await;
-        if result.is_err() {
-            let owner = Ownership {
-                server_id: owner_labels.get(label_keys::SERVER_ID).cloned().unwrap_or_default(),
-                cluster: ClusterId(owner_labels.get(label_keys::CLUSTER).cloned().unwrap_or_default()),
-            };
-            if let Err(e) = self.delete_pod(&owner, &plan.name).await {
-                tracing::warn!(pod = %plan.name, error = %e, "cleaning up a failed pod failed; server-ping retries");
-            }
+        self.clean_up_after(pod, &plan, result).await
+    }
+
+    fn supports_warm_pods(&self) -> bool {
+        true
+    }
+
+    async fn create_warm_pod(&self, pod: &AgentPod, start: &super::StartOptions) -> Result<(), RuntimeError> {
+        let plan = translated(pod)?;
+        let result = self.build_warm(&plan, start).await;
+        self.clean_up_after(pod, &plan, result).await
+    }
+
+    async fn claim_pod(&self, owner: &Ownership, claim: &AgentPod) -> Result<(), RuntimeError> {
+        self.claim(owner, &translated(claim)?).await
+    }
+
+    async fn exec_in_dind(
+        &self,
+        owner: &Ownership,
+        pod: &str,
+        command: &[String],
+    ) -> Result<(i64, String), RuntimeError> {
+        let docker = self.docker().await?;
+        let dind = translate::container_name(pod, DIND_CONTAINER);
+        let inspected =
+            docker.inspect_container(&dind, None).await.map_err(|e| unreachable_or(&e, RuntimeError::Other))?;
+        let labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+        if !owner.selector().iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            return Err(RuntimeError::Rejected(format!("{dind} is not a container of this server's cluster")));
         }
-        result
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        exec(docker, &dind, None, &command).await.map_err(|e| unreachable_or(&e, RuntimeError::Other))
     }
 
     async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {
@@ -447,37 +491,5 @@ impl Runtime for DockerRuntime {
             });
         }
         Ok(Some(details))
-    }
-}
-
-fn pod_info(name: String, containers: &[ContainerSummary]) -> PodInfo {
-    let labels = containers.iter().find_map(|c| c.labels.clone()).unwrap_or_default();
-    let created = containers.iter().filter_map(|c| c.created).min().unwrap_or_default();
-    let state = |which: &str| {
-        containers
-            .iter()
-            .find(|c| c.labels.as_ref().and_then(|l| l.get(label_keys::CONTAINER)).map(String::as_str) == Some(which))
-            .map(|c| (c.state, c.status.clone().unwrap_or_default()))
-    };
-    let phase = match (state(DIND_CONTAINER), state(AGENT_CONTAINER)) {
-        (Some((Some(ContainerSummaryStateEnum::RUNNING), _)), Some((Some(ContainerSummaryStateEnum::RUNNING), _))) => {
-            PodPhase::Running
-        }
-        (Some((Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD), status)), _) => {
-            PodPhase::Stopped(format!("dind {status}"))
-        }
-        (_, Some((Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD), status))) => {
-            PodPhase::Stopped(format!("agent {status}"))
-        }
-        (None, Some(_)) => PodPhase::Stopped("dind container is missing".into()),
-        _ => PodPhase::Starting,
-    };
-    PodInfo {
-        job_id: labels.get(label_keys::JOB_ID).and_then(|j| j.parse().ok()).unwrap_or_default(),
-        job: labels.get(annotation::JOB_IDENTIFIER).and_then(|j| serde_json::from_str(j).ok()),
-        created: UNIX_EPOCH + Duration::from_secs(u64::try_from(created).unwrap_or_default()),
-        phase,
-        name,
-        warm: None,
     }
 }

@@ -18,6 +18,20 @@ pub fn started(pod: &str, seconds: f64) -> String {
     )
 }
 
+pub fn claimed(pod: &str, place: &str, seconds: f64) -> String {
+    format!(
+        "Claimed warm pod {pod} on {place} in {seconds:.2} s: its dockerd was already up; agent started. Waiting for it to register with the GoCD server."
+    )
+}
+
+pub fn pre_pull_failed(pod: &str, failure: &str) -> String {
+    format!("Warm pod {pod} could not pre-pull an image when it was made, so the job pulls it itself: {failure}")
+}
+
+pub fn claim_failed(pod: &str, error: &RuntimeError) -> String {
+    format!("Claiming warm pod {pod} failed ({error}); it is removed, and a pod is made for the job now.")
+}
+
 pub fn failed(pod: &str, error: &RuntimeError) -> String {
     format!("Agent pod {pod} failed to start and was removed: {error}\nNext: {}", next_step(error.reason()))
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{info, warn};
 
+use super::console;
 use super::journal::Stage;
 use super::lifecycle::CreatingRecord;
 use super::{Cluster, Lifecycle, Service};
@@ -249,17 +250,14 @@ impl Service {
                 self.metrics.pods_created.inc();
                 self.note_stage(&name, Stage::AgentStarted);
                 info!(pod = %name, seconds, "warm pod claimed");
-                self.console(&job, format!("Claimed warm pod {name} on {} in {seconds:.2} s: its Docker daemon was already up; the agent started. Waiting for the agent to register.", cluster.describe()));
+                self.console(&job, console::claimed(&name, &cluster.describe(), seconds));
                 for failure in failures {
-                    self.console(&job, format!("Pre-pulling into warm pod {name} failed when it was made, so the job pulls this image itself: {failure}"));
+                    self.console(&job, console::pre_pull_failed(&name, &failure));
                 }
             }
             Err(e) => {
                 warn!(pod = %name, error = %e, "claiming a warm pod failed; it is removed and the job gets a new pod");
-                self.console(
-                    &job,
-                    format!("Claiming warm pod {name} failed ({e}); it is removed, and a pod is made for the job now."),
-                );
+                self.console(&job, console::claim_failed(&name, &e));
                 let look = self.last_look(&cluster, &name).await;
                 if let Err(e) = cluster.runtime.delete_pod(&cluster.owner, &name).await {
                     warn!(pod = %name, error = %e, "could not remove the warm pod whose claim failed; server-ping retries");
