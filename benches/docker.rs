@@ -34,17 +34,14 @@ use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::ServiceOptions;
 use serde_json::{json, Value};
 
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    ready: Duration,
-    teardown: Duration,
-}
+#[allow(dead_code)] // shared by the pod benchmarks; each uses its part
+mod side_by_side;
+
+use side_by_side::{min_median, ms, Sample};
 
 fn main() -> anyhow::Result<()> {
-    // `cargo bench` passes `--bench`; there is nothing to filter.
-    let runs: usize =
-        std::env::var("GOCD_DIND_BENCH_RUNS").ok().map_or(Ok(5), |r| r.parse()).context("GOCD_DIND_BENCH_RUNS")?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(runs.max(1)))
+    let runs = side_by_side::runs()?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(runs))
 }
 
 async fn bench(runs: usize) -> anyhow::Result<()> {
@@ -63,60 +60,17 @@ async fn bench(runs: usize) -> anyhow::Result<()> {
         "dind_image": "gocd-dind-test/dind:latest",
         "dind_security": "capabilities",
     });
-    let first_job = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() % 1_000_000_000)? * 1000;
+    let first_job = side_by_side::first_job()?;
 
     println!("gocd-dind docker bench: {runs} runs of the service and of {} (1 warm-up each)", baseline.display());
-    service_run(&docker, &harness, &cluster, first_job).await.context("service warm-up")?;
-    baseline_run(&baseline).await.context("baseline warm-up")?;
-
-    let (mut service, mut bare) = (Vec::new(), Vec::new());
-    println!(
-        "\n  {:>3}  {:>18}  {:>18}  {:>18}  {:>18}",
-        "run", "service ready ms", "baseline ready ms", "service teardown", "baseline teardown"
-    );
-    for run in 0..runs {
-        let job = first_job + 1 + i64::try_from(run)?;
-        // ABBA: service first on even runs, baseline first on odd ones.
-        let (s, b) = if run % 2 == 0 {
-            let s = service_run(&docker, &harness, &cluster, job).await?;
-            (s, baseline_run(&baseline).await?)
-        } else {
-            let b = baseline_run(&baseline).await?;
-            (service_run(&docker, &harness, &cluster, job).await?, b)
-        };
-        println!(
-            "  {:>3}  {:>18}  {:>18}  {:>18}  {:>18}",
-            run + 1,
-            s.ready.as_millis(),
-            b.ready.as_millis(),
-            s.teardown.as_millis(),
-            b.teardown.as_millis()
-        );
-        service.push(s);
-        bare.push(b);
-    }
-
-    println!(
-        "\n  {:<22} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11}",
-        "", "svc min", "svc med", "base min", "base med", "ratio min", "ratio med"
-    );
-    for (what, pick) in [
-        ("create -> ready (ms)", (|s: &Sample| s.ready) as fn(&Sample) -> Duration),
-        ("teardown (ms)", |s: &Sample| s.teardown),
-    ] {
-        let (s_min, s_med) = min_median(service.iter().map(pick).collect());
-        let (b_min, b_med) = min_median(bare.iter().map(pick).collect());
-        println!(
-            "  {what:<22} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>11.2} {:>11.2}",
-            ms(s_min),
-            ms(s_med),
-            ms(b_min),
-            ms(b_med),
-            ms(s_min) / ms(b_min),
-            ms(s_med) / ms(b_med)
-        );
-    }
-    println!("\n  target: ratio (service / baseline) <= 1.10");
+    let (service, bare) = side_by_side::interleaved(
+        runs,
+        first_job,
+        async |job| service_run(&docker, &harness, &cluster, job).await,
+        async |_| baseline_run(&baseline).await,
+    )
+    .await?;
+    side_by_side::report("create -> ready (ms)", "teardown (ms)", &service, &bare);
 
     let mut reported = Vec::new();
     for run in 0..runs {
@@ -153,17 +107,6 @@ async fn failing_run(harness: &Harness, cluster: &Value, job_id: i64) -> anyhow:
         bail!("a dind without dockerd did not fail; job console:\n{}", harness.gocd.console_text());
     }
     Ok(took)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn min_median(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let n = samples.len();
-    let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2 };
-    (samples[0], median)
 }
 
 fn label(key: &str, value: &str) -> String {

@@ -22,9 +22,9 @@
 mod local_cluster;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
 use gocd_dind::pod::{Binding, Ownership, PodRequest};
@@ -38,53 +38,35 @@ use kube::Api;
 use local_cluster::NAMESPACE;
 use serde_json::{json, Value};
 
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    ready: Duration,
-    teardown: Duration,
-}
+#[allow(dead_code)] // shared by the pod benchmarks; each uses its part
+mod side_by_side;
+
+use side_by_side::Sample;
 
 fn main() -> anyhow::Result<()> {
-    let runs: usize =
-        std::env::var("GOCD_DIND_BENCH_RUNS").ok().map_or(Ok(5), |r| r.parse()).context("GOCD_DIND_BENCH_RUNS")?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(runs.max(1)))
+    let runs = side_by_side::runs()?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(runs))
 }
 
 async fn bench(runs: usize) -> anyhow::Result<()> {
     let profile = local_cluster::prepare();
     let client = local_cluster::admin().await;
     let harness = Harness::start(Arc::new(Runtimes::new()), Clock::default(), ServiceOptions::default()).await?;
-    let first_job = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() % 1_000_000_000)? * 1000;
+    let first_job = side_by_side::first_job()?;
     println!("gocd-dind kubernetes bench: {runs} runs of the service and of kubectl (1 warm-up each)");
-    service_run(&client, &harness, &profile, first_job).await.context("service warm-up")?;
-    baseline_run(&client, &profile, first_job).await.context("baseline warm-up")?;
-
-    let (mut service, mut baseline) = (Vec::new(), Vec::new());
-    println!(
-        "\n  {:>3}  {:>18}  {:>18}  {:>18}  {:>18}",
-        "run", "service ready ms", "kubectl ready ms", "service teardown", "kubectl teardown"
+    let (service, baseline) = side_by_side::interleaved(
+        runs,
+        first_job,
+        async |job| service_run(&client, &harness, &profile, job).await,
+        async |job| baseline_run(&client, &profile, job).await,
+    )
+    .await?;
+    side_by_side::report(
+        "create-agent -> agent container started (ms)",
+        "job-completion -> pod and Secret gone (ms)",
+        &service,
+        &baseline,
     );
-    for run in 0..runs {
-        let job = first_job + 1 + i64::try_from(run)?;
-        let (s, b) = if run % 2 == 0 {
-            let s = service_run(&client, &harness, &profile, job).await?;
-            (s, baseline_run(&client, &profile, job).await?)
-        } else {
-            let b = baseline_run(&client, &profile, job).await?;
-            (service_run(&client, &harness, &profile, job).await?, b)
-        };
-        println!(
-            "  {run:>3}  {:>18.0}  {:>18.0}  {:>18.0}  {:>18.0}",
-            ms(s.ready),
-            ms(b.ready),
-            ms(s.teardown),
-            ms(b.teardown)
-        );
-        service.push(s);
-        baseline.push(b);
-    }
-    report("create-agent → agent container started", &service, &baseline, |s| s.ready);
-    report("job-completion → pod and Secret gone", &service, &baseline, |s| s.teardown);
     Ok(())
 }
 
@@ -191,22 +173,4 @@ async fn kubectl(args: &[&str]) -> anyhow::Result<()> {
         bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn report(what: &str, service: &[Sample], baseline: &[Sample], pick: impl Fn(&Sample) -> Duration) {
-    let stats = |samples: &[Sample]| {
-        let mut values: Vec<f64> = samples.iter().map(|s| ms(pick(s))).collect();
-        values.sort_by(f64::total_cmp);
-        (values[0], values[values.len() / 2])
-    };
-    let ((s_min, s_med), (b_min, b_med)) = (stats(service), stats(baseline));
-    println!(
-        "\n{what}\n  service  min {s_min:>7.0} ms  median {s_med:>7.0} ms\n  kubectl  min {b_min:>7.0} ms  median {b_med:>7.0} ms\n  ratio    min {:>7.2}     median {:>7.2}   (target ≤ 1.10)",
-        s_min / b_min,
-        s_med / b_med
-    );
 }
