@@ -85,12 +85,14 @@ impl Service {
             );
         }
         let decided = self.decide(&cluster, &order, pods, &registered, limits, pool.as_ref());
-        if let Some(pool) = &pool {
+        // After a claim the claim refills the pool once the job's agent started: a new
+        // dockerd booting beside the claim would slow the job's start down.
+        if let (Some(pool), Ok(Decided::Other)) = (&pool, &decided) {
             self.fill_pool(&cluster, &order, pool, &registered, limits);
         }
         match decided {
             Err(Error::Unprocessable(message)) => refuse(message),
-            other => other,
+            other => other.map(drop),
         }
     }
 
@@ -106,7 +108,7 @@ impl Service {
         registered: &std::collections::BTreeSet<String>,
         limits: Limits,
         pool: Option<&crate::settings::PoolId>,
-    ) -> Result<()> {
+    ) -> Result<Decided> {
         let job = &order.req.job_identifier;
         loop {
             match agents::plan_create(&pods, registered, job.job_id, limits, pool) {
@@ -117,8 +119,9 @@ impl Service {
                         continue;
                     }
                     let (service, cluster, order) = (Arc::clone(self), cluster.clone(), order.clone());
-                    self.tasks.spawn(async move { service.claim_warm(cluster, name, order, claim).await });
-                    return Ok(());
+                    let pool = pool.cloned();
+                    self.tasks.spawn(async move { service.claim_warm(cluster, name, order, claim, pool).await });
+                    return Ok(Decided::Claimed);
                 }
                 CreateDecision::CreateAfterEvicting(evicted) => {
                     let name = pod::new_name();
@@ -133,9 +136,9 @@ impl Service {
                     self.note_created(cluster, &name, job);
                     let (service, cluster, job) = (Arc::clone(self), cluster.clone(), job.clone());
                     self.tasks.spawn(async move { service.evict_then_start(cluster, evicted, built, job).await });
-                    return Ok(());
+                    return Ok(Decided::Other);
                 }
-                decision => return self.create_or_hold(cluster, order, decision),
+                decision => return self.create_or_hold(cluster, order, decision).map(|()| Decided::Other),
             }
         }
     }
@@ -496,6 +499,13 @@ impl Service {
             }
         }
     }
+}
+
+/// What `decide` did, as far as filling the pool goes.
+enum Decided {
+    /// A warm pod was claimed: the claim refills the pool when it is done.
+    Claimed,
+    Other,
 }
 
 /// A pod's `Creating` record lives no longer than the task that creates the pod: when

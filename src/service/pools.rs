@@ -233,11 +233,38 @@ impl Service {
     /// job. Should the claim fail, the warm pod is removed and the job gets a pod made
     /// now, registered before the warm pod's record goes, so a concurrent create-agent
     /// for the job never finds it without a pod.
-    pub(crate) async fn claim_warm(self: Arc<Self>, cluster: Cluster, name: String, order: JobOrder, claim: AgentPod) {
+    pub(crate) async fn claim_warm(
+        self: Arc<Self>,
+        cluster: Cluster,
+        name: String,
+        order: JobOrder,
+        claim: AgentPod,
+        pool: Option<PoolId>,
+    ) {
+        self.claim(&cluster, &name, &order, &claim).await;
+        if let Some(pool) = pool {
+            self.refill(&cluster, &order, &pool).await;
+        }
+    }
+
+    /// Fills the pool after a claim, under the create lock, against the agents GoCD
+    /// listed last (create-agent asked moments ago).
+    async fn refill(self: &Arc<Self>, cluster: &Cluster, order: &JobOrder, pool: &PoolId) {
+        let lock = self.create_lock(&cluster.id);
+        let _one_decision_at_a_time = lock.lock().await;
+        let registered: BTreeSet<String> =
+            self.last_agents.lock().unwrap().iter().map(|a| a.agent_id.clone()).collect();
+        let limits =
+            Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
+        self.fill_pool(cluster, order, pool, &registered, limits);
+    }
+
+    async fn claim(self: &Arc<Self>, cluster: &Cluster, name: &str, order: &JobOrder, claim: &AgentPod) {
+        let (cluster, name, order) = (cluster.clone(), name.to_owned(), order.clone());
         let record = CreatingRecord { registry: &self.registry, name: name.clone() };
         let job = order.job().clone();
         self.note_claimed(&name, &job);
-        match cluster.runtime.claim_pod(&cluster.owner, &claim).await {
+        match cluster.runtime.claim_pod(&cluster.owner, claim).await {
             Ok(()) => {
                 let seconds = order.decided.elapsed().as_secs_f64();
                 let failures = {

@@ -14,8 +14,8 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeC
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions};
 
 use super::translate::{self, ContainerPlan, DockerPod};
-use super::{archive, owner_filters, unreachable_or, DockerRuntime};
-use crate::pod::{label_keys, pool_of, Ownership, AGENT_CONTAINER, DIND_CONTAINER, TLS_DIR};
+use super::{archive, unreachable_or, DockerRuntime};
+use crate::pod::{label_keys, pool_of, Ownership, DIND_CONTAINER, TLS_DIR};
 use crate::runtime::{RuntimeError, StartOptions};
 
 /// The volume that keeps a warm pod's client certificate and key for its agent.
@@ -94,18 +94,24 @@ impl DockerRuntime {
     /// Creates and starts the agent container of warm pod `claim.name` for the job the
     /// claim was built for. Refused when the pod is not an unclaimed warm pod of `owner`
     /// whose dockerd runs.
+    /// One inspection of dind (this is on the job's wait): ours, a warm pod's, running.
+    /// That no agent container exists yet the engine checks itself when the claim
+    /// creates one under the pod's agent name.
     pub(super) async fn claim(&self, owner: &Ownership, claim: &DockerPod) -> Result<(), RuntimeError> {
-        let containers = self.containers(owner_filters(owner, &[(label_keys::POD, &claim.name)])).await?;
-        let role = |c: &bollard::models::ContainerSummary| {
-            c.labels.as_ref().and_then(|l| l.get(label_keys::CONTAINER)).cloned().unwrap_or_default()
-        };
-        let dind = containers.iter().find(|c| role(c) == DIND_CONTAINER);
-        let warm = dind.and_then(|c| c.labels.as_ref()).and_then(|l| pool_of(|k| l.get(k).cloned())).is_some();
-        if !warm || containers.iter().any(|c| role(c) == AGENT_CONTAINER) {
-            return Err(RuntimeError::Rejected(format!("{} is not an unclaimed warm pod", claim.name)));
+        let dind = translate::container_name(&claim.name, DIND_CONTAINER);
+        let inspected = self.docker().await?.inspect_container(&dind, None).await.map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => {
+                RuntimeError::Rejected(format!("warm pod {} is gone", claim.name))
+            }
+            e => unreachable_or(&e, RuntimeError::Other),
+        })?;
+        let labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+        let ours = owner.selector().iter().all(|(k, v)| labels.get(k) == Some(v))
+            && labels.get(label_keys::POD) == Some(&claim.name);
+        if !ours || pool_of(|k| labels.get(k).cloned()).is_none() {
+            return Err(RuntimeError::Rejected(format!("{} is not a warm pod of this server's cluster", claim.name)));
         }
-        let running = dind.and_then(|c| c.state) == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-        if !running {
+        if inspected.state.and_then(|s| s.running) != Some(true) {
             return Err(RuntimeError::Rejected(format!("the dockerd of warm pod {} is not running", claim.name)));
         }
         self.create_container(&agent_of_claim(claim)).await

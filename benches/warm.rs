@@ -1,0 +1,168 @@
+//! Warm pools on the local Docker Engine: create-agent → the job's agent container started,
+//! for pods made for their job (cold) and for warm pods a job claims (warm), measured side
+//! by side in one run.
+//!
+//!   cargo bench --bench warm            (GOCD_DIND_BENCH_JOBS=10 by default)
+//!
+//! Needs `bash .ci/docker-up.sh && bash .ci/build-test-images.sh`. Two elastic profiles on
+//! one cluster profile: `WarmPoolSize = 0` (cold) and `WarmPoolSize = 2` (warm). Jobs run
+//! one after another, cold and warm alternating so drift on a shared machine hits both;
+//! each job's create-agent is sent, its agent container's `start` event taken from the
+//! engine (its timestamp, so polling adds nothing), then its job-completion, then the
+//! service's background work (a warm pool's replacement) is let finish before the next
+//! job: jobs "in a row", as jobs that run longer than a pod takes to warm. One warm-up job
+//! of each profile is not counted (it fills the pool). Goal: warm p50 ≤ 0.2 s and ≥ 6×
+//! faster than cold.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use bollard::query_parameters::EventsOptions;
+use bollard::Docker;
+use futures_util::StreamExt;
+use gocd_dind::clock::Clock;
+use gocd_dind::demo::{job_identifier, Harness};
+use gocd_dind::pod::label_keys;
+use gocd_dind::runtime::Runtimes;
+use gocd_dind::service::ServiceOptions;
+use serde_json::{json, Value};
+
+fn main() -> anyhow::Result<()> {
+    let jobs: usize =
+        std::env::var("GOCD_DIND_BENCH_JOBS").ok().map_or(Ok(10), |r| r.parse()).context("GOCD_DIND_BENCH_JOBS")?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(jobs.max(1)))
+}
+
+async fn bench(jobs: usize) -> anyhow::Result<()> {
+    let hint = "no Docker Engine answers: run `bash .ci/docker-up.sh && bash .ci/build-test-images.sh`";
+    let docker = Docker::connect_with_defaults().context(hint)?.negotiate_version().await.context(hint)?;
+    let harness = Harness::start(Arc::new(Runtimes::new()), Clock::default(), ServiceOptions::default()).await?;
+    let cluster = json!({
+        "runtime": "docker",
+        "go_server_url": "https://127.0.0.1:8154/go",
+        "agent_image": "gocd-dind-test/agent:latest",
+        "dind_image": "gocd-dind-test/dind:latest",
+        "dind_security": "capabilities",
+    });
+    // The profiles differ in more than their pool keys: profiles that build the same pods
+    // share one pool (see docs/configuration.md#warm-pools).
+    let cold = json!({"Environment": "BENCH_PROFILE=cold"});
+    let warm = json!({"Environment": "BENCH_PROFILE=warm", "WarmPoolSize": "2"});
+    let first_job = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() % 1_000_000_000)? * 1000;
+    println!("gocd-dind warm-pool bench: {jobs} jobs of each profile in a row, alternating (1 warm-up each)");
+    let mut job = first_job;
+    for profile in [&cold, &warm] {
+        job += 1;
+        run_job(&docker, &harness, &cluster, profile, job).await.context("warm-up")?;
+    }
+    let (mut cold_starts, mut warm_starts) = (Vec::new(), Vec::new());
+    println!("\n  {:>3}  {:>12}  {:>12}", "job", "cold ms", "warm ms");
+    for n in 0..jobs {
+        job += 2;
+        let c = run_job(&docker, &harness, &cluster, &cold, job).await?;
+        let w = run_job(&docker, &harness, &cluster, &warm, job + 1).await?;
+        println!("  {:>3}  {:>12.1}  {:>12.1}", n + 1, ms(c), ms(w));
+        cold_starts.push(c);
+        warm_starts.push(w);
+    }
+    let (c50, cmax) = p50_max(cold_starts);
+    let (w50, wmax) = p50_max(warm_starts);
+    println!("\n  create-agent -> agent container started   {:>9} {:>9}", "p50 ms", "max ms");
+    println!("  cold (pod made for the job)              {:>9.1} {:>9.1}", ms(c50), ms(cmax));
+    println!("  warm (pool of 2, pod claimed)            {:>9.1} {:>9.1}", ms(w50), ms(wmax));
+    println!("  cold / warm at p50: {:.1}x", ms(c50) / ms(w50));
+    println!("  goal: warm p50 <= 200 ms and >= 6x faster than cold");
+    let console = harness.gocd.console_text();
+    let claims = console.matches("Claimed warm pod").count();
+    println!("  claims told in job consoles: {claims} of {jobs} warm jobs");
+    if claims != jobs {
+        bail!("expected {jobs} claims (every warm job), saw {claims}:\n{console}");
+    }
+    // Nothing of the bench stays: the pool's pods go once nobody asks (server-ping after
+    // their idle time); remove them now by their owner's labels.
+    drain(&docker, &harness.gocd.server_id()).await
+}
+
+/// One job: create-agent → its agent container's `start` event; job-completion; the
+/// service's background work finished.
+async fn run_job(
+    docker: &Docker,
+    harness: &Harness,
+    cluster: &Value,
+    elastic: &Value,
+    job_id: i64,
+) -> anyhow::Result<Duration> {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH)?;
+    let filters = HashMap::from([
+        ("type".to_owned(), vec!["container".to_owned()]),
+        ("event".to_owned(), vec!["start".to_owned()]),
+        (
+            "label".to_owned(),
+            vec![format!("{}={job_id}", label_keys::JOB_ID), format!("{}=agent", label_keys::CONTAINER)],
+        ),
+    ]);
+    let options =
+        EventsOptions { since: Some((since.as_secs() - 1).to_string()), filters: Some(filters), ..Default::default() };
+    let mut events = docker.events(Some(options));
+    let body = json!({
+        "auto_register_key": uuid::Uuid::new_v4().to_string(),
+        "elastic_agent_profile_properties": elastic,
+        "cluster_profile_properties": cluster,
+        "job_identifier": job_identifier(job_id),
+    });
+    let sent = SystemTime::now();
+    let (status, answer) = harness.send("cd.go.elastic-agent.create-agent", &body).await?;
+    if status != 200 {
+        bail!("create-agent answered {status}: {answer}");
+    }
+    let event = tokio::time::timeout(Duration::from_secs(180), events.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("no agent started within 180 s; console:\n{}", harness.gocd.console_text()))?
+        .context("the engine's event stream ended")??;
+    let started_ns = u128::try_from(event.time_nano.context("event without a time")?)?;
+    let took =
+        Duration::from_nanos(u64::try_from(started_ns.saturating_sub(sent.duration_since(UNIX_EPOCH)?.as_nanos()))?);
+    let pod = event
+        .actor
+        .and_then(|a| a.attributes)
+        .and_then(|a| a.get(label_keys::POD).cloned())
+        .context("the agent's start event carries no pod label")?;
+    harness.gocd.set_agent(&pod, "Idle", "Enabled");
+    let completion = json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job_id), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": elastic});
+    let (status, answer) = harness.send("cd.go.elastic-agent.job-completion", &completion).await?;
+    if status != 200 {
+        bail!("job-completion answered {status}: {answer}");
+    }
+    harness.service.settle().await;
+    Ok(took)
+}
+
+async fn drain(docker: &Docker, server_id: &str) -> anyhow::Result<()> {
+    use bollard::query_parameters::{
+        ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    };
+    let filters = HashMap::from([("label".to_owned(), vec![format!("{}={server_id}", label_keys::SERVER_ID)])]);
+    let options = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
+    for c in docker.list_containers(Some(options)).await? {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        docker.remove_container(&c.id.unwrap_or_default(), Some(options)).await?;
+    }
+    for v in docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters) })).await?.volumes.unwrap_or_default()
+    {
+        docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await?;
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn p50_max(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let n = samples.len();
+    let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2 };
+    (median, samples[n - 1])
+}
