@@ -48,7 +48,7 @@ fi
 stop containerd etcd
 # Our containerd's shims outlive it; they name our socket in their arguments.
 for proc in /proc/[0-9]*; do
-  args=$(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null) || continue
+  args=$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline") || continue
   [[ "$args" == *containerd-shim*"-address $CONTAINERD_SOCK "* ]] && kill -KILL "${proc#/proc/}" 2>/dev/null
 done
 
