@@ -69,7 +69,8 @@ pub fn report(ready: &str, teardown: &str, service: &[Sample], baseline: &[Sampl
         "\n  {:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "", "svc min", "svc med", "base min", "base med", "ratio min", "ratio med"
     );
-    for (what, pick) in [(ready, (|s: &Sample| s.ready) as fn(&Sample) -> Duration), (teardown, |s: &Sample| s.teardown)]
+    for (what, pick) in
+        [(ready, (|s: &Sample| s.ready) as fn(&Sample) -> Duration), (teardown, |s: &Sample| s.teardown)]
     {
         let (s_min, s_med) = min_median(service.iter().map(pick).collect());
         let (b_min, b_med) = min_median(baseline.iter().map(pick).collect());

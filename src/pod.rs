@@ -15,11 +15,13 @@ mod allowed;
 mod dind_script;
 mod labels;
 mod patch;
+mod warm_script;
 
 pub use allowed::{secret_references, unallowed_secrets, SecretReference};
 pub use dind_script::pull_command;
 pub use labels::{annotation, annotations, keys as label_keys, pool_of, Ownership, MANAGED_BY};
 pub use patch::apply_spec_patch;
+pub use warm_script::{claim_command, claim_payload, CLAIM_DIR, CLAIM_PIPE};
 
 use std::collections::BTreeMap;
 
@@ -61,8 +63,10 @@ pub mod volume {
     pub const DOCKER_CLI: &str = "docker-cli";
     pub const DIND_TLS: &str = "dind-tls";
     pub const AGENT_TLS: &str = "agent-tls";
+    /// A warm pod's agent waits for its claim here.
+    pub const CLAIM: &str = "claim";
     /// Every volume `build` makes; a patch may only add others.
-    pub const BUILT: &[&str] = &[WORKSPACE, DOCKER_LIB, DOCKER_CLI, DIND_TLS, AGENT_TLS];
+    pub const BUILT: &[&str] = &[WORKSPACE, DOCKER_LIB, DOCKER_CLI, DIND_TLS, AGENT_TLS, CLAIM];
 }
 
 /// Keys of the pod's Secret.
@@ -330,6 +334,20 @@ fn agent_container(req: &PodRequest<'_>, image: &str) -> Container {
         var("DOCKER_CERT_PATH", TLS_DIR),
     ]);
     env.extend(req.elastic.environment.iter().map(|v| var(&v.name, &v.value)));
+    let mut mounts = vec![
+        mount(volume::WORKSPACE, WORKSPACE, false),
+        VolumeMount { sub_path: Some("docker".into()), ..mount(volume::DOCKER_CLI, AGENT_CLI, true) },
+        mount(volume::AGENT_TLS, TLS_DIR, true),
+    ];
+    // A warm pod's agent waits for its job's claim, then runs the image's entrypoint.
+    let (command, args) = match req.binding {
+        Binding::Job { .. } => (None, None),
+        Binding::Warm { .. } => {
+            mounts.push(mount(volume::CLAIM, CLAIM_DIR, false));
+            let command = vec!["sh".into(), "-c".into(), warm_script::wait_script()];
+            (Some(command), Some(vec!["gocd-dind".into(), req.elastic.agent_entrypoint.clone()]))
+        }
+    };
     Container {
         name: AGENT_CONTAINER.into(),
         image: Some(image.to_owned()),
@@ -341,11 +359,9 @@ fn agent_container(req: &PodRequest<'_>, image: &str) -> Container {
             ..SecurityContext::default()
         }),
         resources: resources(req.elastic.agent_cpu, req.elastic.agent_memory),
-        volume_mounts: Some(vec![
-            mount(volume::WORKSPACE, WORKSPACE, false),
-            VolumeMount { sub_path: Some("docker".into()), ..mount(volume::DOCKER_CLI, AGENT_CLI, true) },
-            mount(volume::AGENT_TLS, TLS_DIR, true),
-        ]),
+        volume_mounts: Some(mounts),
+        command,
+        args,
         ..Container::default()
     }
 }
@@ -368,13 +384,17 @@ fn volumes(req: &PodRequest<'_>) -> Vec<Volume> {
         }),
         ..Volume::default()
     };
-    vec![
+    let mut volumes = vec![
         empty(volume::WORKSPACE, None),
         empty(volume::DOCKER_LIB, req.elastic.docker_storage_size),
         empty(volume::DOCKER_CLI, None),
         tls(volume::DIND_TLS, secret_key::SERVER_CERT, secret_key::SERVER_KEY, 0o400),
         tls(volume::AGENT_TLS, secret_key::CLIENT_CERT, secret_key::CLIENT_KEY, 0o440),
-    ]
+    ];
+    if let Binding::Warm { .. } = req.binding {
+        volumes.push(empty(volume::CLAIM, None));
+    }
+    volumes
 }
 
 fn resources(cpu: Option<Cpu>, memory: Option<Memory>) -> Option<ResourceRequirements> {

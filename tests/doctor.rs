@@ -147,8 +147,9 @@ async fn on_kubernetes_an_account_without_the_role_gets_each_missing_right_named
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(
-            "  FAIL  RBAC: the token may not create pods, get pods, list pods, watch pods, delete pods, \
-             get pods/log, list events, create secrets, get secrets, delete secrets, get namespaces gocd-dind-agents"
+            "  FAIL  RBAC: the token may not create pods, get pods, list pods, watch pods, delete pods, patch pods, \
+             create pods/exec, get pods/exec, get pods/log, list events, create secrets, get secrets, delete secrets, \
+             get namespaces gocd-dind-agents"
         ),
         "every right the Role grants is named:\n{out}"
     );

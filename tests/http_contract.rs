@@ -144,7 +144,8 @@ async fn cluster_profile_keys_are_the_fixed_ones() {
             "PodSpecPatch",
             "WarmPoolSize",
             "WarmPoolIdleMinutes",
-            "PrePullImages"
+            "PrePullImages",
+            "AgentEntrypoint"
         ]
     );
 }

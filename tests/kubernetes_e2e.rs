@@ -53,7 +53,7 @@ fn secrets(client: &kube::Client) -> Api<Secret> {
 }
 
 /// Job ids no other test (and no earlier run) uses: they are the handle on a test's pods.
-fn job_id() -> i64 {
+pub(crate) fn job_id() -> i64 {
     use std::sync::atomic::{AtomicI64, Ordering};
     static NEXT: OnceLock<AtomicI64> = OnceLock::new();
     NEXT.get_or_init(|| {
@@ -67,25 +67,25 @@ async fn harness() -> Harness {
     harness_with(Clock::default()).await
 }
 
-async fn harness_with(clock: Clock) -> Harness {
+pub(crate) async fn harness_with(clock: Clock) -> Harness {
     Harness::start(std::sync::Arc::new(Runtimes::new()), clock, ServiceOptions::default())
         .await
         .expect("the service starts on loopback")
 }
 
-async fn send(h: &Harness, request: &str, body: &Value) -> String {
+pub(crate) async fn send(h: &Harness, request: &str, body: &Value) -> String {
     let (status, text) = h.send(request, body).await.unwrap_or_else(|e| panic!("{request}: no answer: {e}"));
     assert_eq!(status, 200, "{request} answered {status}: {text}");
     text
 }
 
-fn completion(profile: &Value, pod: &str, job: i64) -> Value {
+pub(crate) fn completion(profile: &Value, pod: &str, job: i64) -> Value {
     json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job), "cluster_profile_properties": profile, "elastic_agent_profile_properties": {}})
 }
 
 /// Waits until the pod start create-agent began has ended; returns the pod's name when
 /// it is up (its agent container runs).
-async fn wait_up(h: &Harness, job: i64) -> String {
+pub(crate) async fn wait_up(h: &Harness, job: i64) -> String {
     h.service.settle().await;
     match h.service.pod_of_job(job) {
         Some(record) => record.info.name,
@@ -164,7 +164,7 @@ async fn objects_of(client: &kube::Client, jobs: &[i64]) -> Vec<String> {
 }
 
 /// Removes whatever a test leaves under its job ids, also when it panicked.
-struct Sweep(Vec<i64>);
+pub(crate) struct Sweep(pub Vec<i64>);
 
 impl Drop for Sweep {
     fn drop(&mut self) {
@@ -187,7 +187,7 @@ impl Drop for Sweep {
 }
 
 /// `sh -c script` in one container of a pod; returns exit status and output.
-async fn exec(pod: &str, container: &str, script: &str, stdin: Option<&str>) -> (bool, String) {
+pub(crate) async fn exec(pod: &str, container: &str, script: &str, stdin: Option<&str>) -> (bool, String) {
     let mut command = tokio::process::Command::new("kubectl");
     command.args(["--kubeconfig", &kubeconfig(), "-n", NAMESPACE, "exec"]);
     if stdin.is_some() {
@@ -203,7 +203,7 @@ async fn exec(pod: &str, container: &str, script: &str, stdin: Option<&str>) -> 
     (out.status.success(), text)
 }
 
-async fn exec_ok(pod: &str, container: &str, script: &str) -> String {
+pub(crate) async fn exec_ok(pod: &str, container: &str, script: &str) -> String {
     let (ok, out) = exec(pod, container, script, None).await;
     assert!(ok, "in {pod}/{container}: `{script}` failed:\n{out}");
     out
@@ -212,7 +212,7 @@ async fn exec_ok(pod: &str, container: &str, script: &str) -> String {
 /// What a job does: talks to its pod's dockerd over TLS, loads an image (no registry
 /// here), and `docker run -v $PWD` from a workspace under /godata (play-job checks the
 /// inner container sees the file the agent wrote).
-async fn run_job(pod: &str) -> String {
+pub(crate) async fn run_job(pod: &str) -> String {
     let (ok, out) = exec(pod, "agent", "docker load -q", Some(JOB_IMAGE_TAR)).await;
     assert!(ok, "docker load in {pod} failed:\n{out}");
     exec_ok(pod, "agent", "play-job").await
@@ -590,6 +590,11 @@ async fn the_role_lets_the_runtime_read_its_namespaces_uid_and_nothing_else_clus
     };
     assert!(can(NAMESPACE, "get", &format!("namespaces/{NAMESPACE}")), "the Role grants its own namespace");
     assert!(can(NAMESPACE, "list", "events"), "the Role grants the pods' events to the agent status report");
+    // Warm pools: a claim binds the pod (patch) and hands its waiting agent the job's key
+    // through exec stdin; pre-pulls exec in dind. Granted deliberately since issue 9 (it
+    // was refused before): exec into the agents' namespace only (docs/security.md#warm-pods).
+    assert!(can(NAMESPACE, "create", "pods --subresource=exec"), "warm pools need exec into the agents' pods");
+    assert!(can(NAMESPACE, "patch", "pods"), "a claim patches the pod's labels");
     for (namespace, verb, what) in [
         ("kube-system", "get", "namespaces/kube-system"),
         (NAMESPACE, "watch", "events"),
@@ -597,7 +602,9 @@ async fn the_role_lets_the_runtime_read_its_namespaces_uid_and_nothing_else_clus
         ("gocd", "list", "events"),
         (NAMESPACE, "list", "secrets"),
         (NAMESPACE, "update", "pods"),
-        (NAMESPACE, "create", "pods --subresource=exec"),
+        ("gocd", "create", "pods --subresource=exec"),
+        (NAMESPACE, "create", "pods --subresource=attach"),
+        (NAMESPACE, "create", "pods --subresource=portforward"),
         ("gocd", "list", "pods"),
     ] {
         assert!(!can(namespace, verb, what), "the Role must not grant {verb} {what} in {namespace}");

@@ -15,6 +15,7 @@ mod hostile_profiles;
 mod http_contract;
 mod kubernetes;
 mod kubernetes_e2e;
+mod kubernetes_warm;
 pub mod lifecycle;
 mod monitoring;
 mod operator_view;

@@ -40,6 +40,9 @@ pub const PREFIX: &str = "gocd-dind.gocd.org/";
 pub mod annotation {
     pub const JOB_IDENTIFIER: &str = "gocd-dind.gocd.org/job-identifier";
     pub const ENVIRONMENT: &str = "gocd-dind.gocd.org/environment";
+    /// When a job claimed a warm pod (seconds since the epoch): its auto-register
+    /// timeout runs from there. Kubernetes only; Docker has the agent's creation time.
+    pub const CLAIMED_AT: &str = "gocd-dind.gocd.org/claimed-at";
 }
 
 /// Whose pods these are: one GoCD server, one cluster profile.
@@ -133,6 +136,7 @@ mod tests {
             keys::POOL_IDLE_MINUTES,
             annotation::JOB_IDENTIFIER,
             annotation::ENVIRONMENT,
+            annotation::CLAIMED_AT,
         ];
         assert!(own.iter().all(|key| is_reserved(key)), "{own:?}");
         assert!(!is_reserved("team") && !is_reserved("app.kubernetes.io/name"));

@@ -179,6 +179,10 @@ fn a_warm_pod_carries_nothing_of_a_job_and_its_claim_no_tls_material() {
     assert!(!env.contains_key("GO_EA_AUTO_REGISTER_KEY") && !env.contains_key("GO_EA_AUTO_REGISTER_ENVIRONMENT"));
     assert_eq!(env["GO_EA_AUTO_REGISTER_ELASTIC_AGENT_ID"].as_deref(), Some("gocd-dind-warm"));
     assert_eq!(env["TEAM"].as_deref(), Some("blue"), "the profile's own environment is the pool's");
+    let agent = &warm.pod.spec.as_ref().unwrap().containers[0];
+    assert_eq!(agent.command.as_ref().unwrap()[..2], ["sh".to_owned(), "-c".to_owned()], "it waits for its claim");
+    assert_eq!(agent.args.as_deref(), Some(&["gocd-dind".to_owned(), "/docker-entrypoint.sh".to_owned()][..]));
+    assert!(agent.volume_mounts.iter().flatten().any(|m| m.name == volume::CLAIM && m.mount_path == CLAIM_DIR));
 
     let job = job();
     let binding = Binding::Job { job: &job, environment: Some("prod"), auto_register_key: "register-key-1" };

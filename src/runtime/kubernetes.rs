@@ -10,6 +10,7 @@
 mod access;
 mod api;
 mod status;
+mod warm;
 mod watch;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ use crate::settings::KubernetesConnection;
 const FIELD_MANAGER: &str = "gocd-dind";
 /// dind's lines a failed start carries into the job console.
 const LOG_TAIL_LINES: i64 = 30;
+/// How long a command in a pod (a pre-pull) may run; the service bounds each pull too.
+const LONG_EXEC: Duration = Duration::from_secs(600);
 /// dind's lines the agent status report reads (its problems first, the rest folded).
 const REPORT_LOG_LINES: i64 = 200;
 /// How the reason of a pod no node took within its budget begins.
@@ -313,6 +316,40 @@ impl Runtime for KubernetesRuntime {
 
     async fn identity(&self) -> Result<String, RuntimeError> {
         self.namespace_uid().await
+    }
+
+    fn supports_warm_pods(&self) -> bool {
+        true
+    }
+
+    /// A warm pod is made like any pod (its agent container runs: it waits for its
+    /// claim in a small shell); its Secret holds only its TLS material.
+    async fn create_warm_pod(&self, pod: &AgentPod, start: &StartOptions) -> Result<(), RuntimeError> {
+        self.create_pod(pod, start).await
+    }
+
+    async fn claim_pod(&self, owner: &Ownership, claim: &AgentPod) -> Result<(), RuntimeError> {
+        self.claim(owner, claim).await
+    }
+
+    async fn exec_in_dind(
+        &self,
+        owner: &Ownership,
+        pod: &str,
+        command: &[String],
+    ) -> Result<(i64, String), RuntimeError> {
+        let Some(found) = self.find(pod).await?.filter(|p| status::owned(p, owner)) else {
+            return Err(RuntimeError::Rejected(format!("no pod {pod} of this server's cluster")));
+        };
+        let name = found.metadata.name.clone().unwrap_or_default();
+        let exec = warm::Exec {
+            pod: &name,
+            container: DIND_CONTAINER,
+            command: command.to_vec(),
+            stdin: None,
+            long: Some(LONG_EXEC),
+        };
+        self.exec(&exec).await
     }
 
     /// Needs `list` on `events` in the agents' namespace (the Role in deploy/kubernetes).

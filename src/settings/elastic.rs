@@ -52,6 +52,13 @@ pub const PRE_PULL_IMAGES: Field = Field::lines(
     "One image reference per line, pulled into a warm pod's own Docker daemon before it counts as warm, so the job's first docker run of them pulls nothing (through registry_mirror when set). Lines starting with # are ignored. Only warm pods pull them; a pull that fails is reported in the job console and the status report, never fatal.",
 );
 
+pub const AGENT_ENTRYPOINT: Field = Field {
+    key: "AgentEntrypoint",
+    label: "Agent image entrypoint",
+    help: "Kubernetes warm pools: the agent image's entrypoint, which a warm pod's agent runs once a job claims it (a pod's containers are fixed when it is made, so the agent waits in a small shell until then). GoCD's agent images use /docker-entrypoint.sh.",
+    input: Input::Line { default: Some("/docker-entrypoint.sh") },
+};
+
 /// Every key, in the order GoCD's form shows them.
 pub const FIELDS: &[Field] = &[
     IMAGE,
@@ -66,6 +73,7 @@ pub const FIELDS: &[Field] = &[
     WARM_POOL_SIZE,
     WARM_POOL_IDLE_MINUTES,
     PRE_PULL_IMAGES,
+    AGENT_ENTRYPOINT,
 ];
 
 /// Variables the pod itself sets; a profile overriding them would break registration or
@@ -84,7 +92,7 @@ pub struct EnvVar {
     pub value: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ElasticSettings {
     pub image: Option<String>,
     pub dind_image: Option<String>,
@@ -101,6 +109,15 @@ pub struct ElasticSettings {
     pub warm_pool_idle: Duration,
     /// Images a warm pod pulls into its dockerd before it counts as warm.
     pub pre_pull_images: Vec<String>,
+    /// What a warm pod's agent runs once claimed (Kubernetes).
+    pub agent_entrypoint: String,
+}
+
+/// A blank profile: every key's default.
+impl Default for ElasticSettings {
+    fn default() -> Self {
+        Self::parse(&Properties::default()).expect("a blank elastic profile is valid")
+    }
 }
 
 impl ElasticSettings {
@@ -126,6 +143,10 @@ impl ElasticSettings {
             warm_pool_size: WARM_POOL_SIZE.number(props, e),
             warm_pool_idle: Duration::from_secs(WARM_POOL_IDLE_MINUTES.number(props, e) as u64 * 60),
             pre_pull_images: PRE_PULL_IMAGES.parse(props, parse_images, e).unwrap_or_default(),
+            agent_entrypoint: AGENT_ENTRYPOINT
+                .parse(props, |t| absolute_path(t).map(|()| t.to_owned()), e)
+                .or_else(|| AGENT_ENTRYPOINT.default_value())
+                .unwrap_or_default(),
         };
         if errors.is_empty() {
             Ok(settings)
@@ -140,6 +161,16 @@ fn parse_patch(text: &str) -> Result<serde_json::Map<String, serde_json::Value>,
         Ok(serde_json::Value::Object(patch)) => Ok(patch),
         Ok(_) => Err("must be a JSON object, e.g. {\"nodeSelector\": {\"pool\": \"ci\"}}".into()),
         Err(e) => Err(format!("is not valid JSON: {e}")),
+    }
+}
+
+/// An absolute path of a program in the image: it is run as it is, with no shell.
+fn absolute_path(text: &str) -> Result<(), String> {
+    let plain = text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+    if text.starts_with('/') && plain {
+        Ok(())
+    } else {
+        Err(format!("'{text}' is not an absolute path like /docker-entrypoint.sh"))
     }
 }
 

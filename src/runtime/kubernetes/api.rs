@@ -66,9 +66,28 @@ impl ApiClient {
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        match self.call_once(what, &call).await {
+        self.call_on(Which::Calls, self.timeout, what, call).await
+    }
+
+    /// Like [`Self::call`], within `timeout` instead of `cluster_request_timeout`, on the
+    /// watch's client, whose reads may idle as long as a watch: for a command that runs
+    /// long and says little (a pre-pull in a warm pod's dind).
+    pub async fn call_long<T, F, Fut>(&self, what: &str, timeout: Duration, call: F) -> Result<T, RuntimeError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        self.call_on(Which::Watch, timeout, what, call).await
+    }
+
+    async fn call_on<T, F, Fut>(&self, which: Which, timeout: Duration, what: &str, call: F) -> Result<T, RuntimeError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        match self.call_once(which, timeout, what, &call).await {
             Err(CallError::Api(error)) if is_unauthorized(&error) && self.rebuild() => {
-                self.call_once(what, &call).await.map_err(|e| e.into_runtime_error(what))
+                self.call_once(which, timeout, what, &call).await.map_err(|e| e.into_runtime_error(what))
             }
             other => other.map_err(|e| e.into_runtime_error(what)),
         }
@@ -102,17 +121,23 @@ impl ApiClient {
         self.call(what, call).await
     }
 
-    async fn call_once<T, F, Fut>(&self, what: &str, call: &F) -> Result<T, CallError>
+    async fn call_once<T, F, Fut>(&self, which: Which, timeout: Duration, what: &str, call: &F) -> Result<T, CallError>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        let client = self.clients.read().unwrap().calls.clone();
-        if let Ok(result) = tokio::time::timeout(self.timeout, call(client)).await {
+        let client = {
+            let clients = self.clients.read().unwrap();
+            match which {
+                Which::Calls => clients.calls.clone(),
+                Which::Watch => clients.watch.clone(),
+            }
+        };
+        if let Ok(result) = tokio::time::timeout(timeout, call(client)).await {
             result.map_err(CallError::Api)
         } else {
-            tracing::warn!(what, timeout_ms = self.timeout.as_millis(), "API call timed out");
-            Err(CallError::TimedOut(self.timeout))
+            tracing::warn!(what, timeout_ms = timeout.as_millis(), "API call timed out");
+            Err(CallError::TimedOut(timeout, matches!(which, Which::Calls)))
         }
     }
 
@@ -132,18 +157,26 @@ impl ApiClient {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Which {
+    Calls,
+    Watch,
+}
+
 enum CallError {
     Api(kube::Error),
-    TimedOut(Duration),
+    /// Within this long; `true`: the bound was `cluster_request_timeout`.
+    TimedOut(Duration, bool),
 }
 
 impl CallError {
     fn into_runtime_error(self, what: &str) -> RuntimeError {
         match self {
             Self::Api(error) => api_error(what, error),
-            Self::TimedOut(timeout) => RuntimeError::Unreachable(format!(
-                "{what}: the Kubernetes API server did not answer within {} ms (cluster_request_timeout)",
-                timeout.as_millis()
+            Self::TimedOut(timeout, request) => RuntimeError::Unreachable(format!(
+                "{what}: the Kubernetes API server did not answer within {} ms{}",
+                timeout.as_millis(),
+                if request { " (cluster_request_timeout)" } else { "" }
             )),
         }
     }

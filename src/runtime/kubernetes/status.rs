@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::pod::{annotation, label_keys, Ownership, AGENT_CONTAINER, DIND_CONTAINER};
+use crate::listing::{WarmPod, WarmState};
+use crate::pod::{annotation, label_keys, pool_of, Ownership, AGENT_CONTAINER, DIND_CONTAINER};
 use crate::runtime::{ContainerDetails, PodEvent, PodInfo, PodPhase};
 
 /// Waiting reasons that will not resolve by waiting.
@@ -119,17 +120,33 @@ fn system_time(time: &Time) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(u64::try_from(time.0.as_second()).unwrap_or_default())
 }
 
+/// A pod as the GoCD rules see it. A warm pod carries its pool's labels and no job's; a
+/// job's claim adds the job's label and annotations, and `claimed-at` (seconds since the
+/// epoch), from which its timeout runs.
 pub fn pod_info(pod: &Pod) -> PodInfo {
     let labels = pod.metadata.labels.as_ref();
     let annotations = pod.metadata.annotations.as_ref();
-    let created = pod.metadata.creation_timestamp.as_ref().map_or_else(SystemTime::now, system_time);
+    let claimed = annotations.and_then(|a| a.get(annotation::CLAIMED_AT)).and_then(|t| t.parse::<u64>().ok());
+    let created = match claimed {
+        Some(seconds) => UNIX_EPOCH + Duration::from_secs(seconds),
+        None => pod.metadata.creation_timestamp.as_ref().map_or_else(SystemTime::now, system_time),
+    };
+    let job_id = labels.and_then(|l| l.get(label_keys::JOB_ID)).and_then(|j| j.parse().ok());
+    let phase = phase(pod);
+    let warm = match (job_id, labels.and_then(|l| pool_of(|k| l.get(k).cloned()))) {
+        (None, Some((pool, shape))) => {
+            let state = if phase == PodPhase::Running { WarmState::Ready } else { WarmState::Warming };
+            Some(WarmPod { pool, shape, state })
+        }
+        _ => None,
+    };
     PodInfo {
         name: pod.metadata.name.clone().unwrap_or_default(),
-        job_id: labels.and_then(|l| l.get(label_keys::JOB_ID)).and_then(|j| j.parse().ok()).unwrap_or_default(),
+        job_id: job_id.unwrap_or_default(),
         job: annotations.and_then(|a| a.get(annotation::JOB_IDENTIFIER)).and_then(|j| serde_json::from_str(j).ok()),
         created,
-        phase: phase(pod),
-        warm: None,
+        phase,
+        warm,
     }
 }
 
