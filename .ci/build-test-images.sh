@@ -5,6 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ctx=$root/deploy/test-images
 BASE=gocd-dind-test/debian:bookworm DIND=gocd-dind-test/dind:latest AGENT=gocd-dind-test/agent:latest
+REGISTRY=gocd-dind-test/registry:latest
 TAR=${GOCD_DIND_BASE_TAR:-/var/cache/gocd-dind/debian-bookworm.tar}
 mirror=${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.{list,sources} 2>/dev/null |
   sed -n -E 's#^(URIs:|deb)( \[[^]]*\])? +(https?://[^ ]*/debian)/?( .*)?$#\3#p' | sed -n 1p || true)}
@@ -49,4 +50,5 @@ build() { # image, context dir: rebuild when base id + context hash differ from 
 }
 build "$DIND" "$ctx/dind"
 build "$AGENT" "$ctx/agent"
+build "$REGISTRY" "$ctx/registry"
 docker image prune -f --filter label=gocd-dind-test.context >/dev/null  # superseded builds

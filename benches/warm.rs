@@ -13,6 +13,10 @@
 //! job: jobs "in a row", as jobs that run longer than a pod takes to warm. One warm-up job
 //! of each profile is not counted (it fills the pool). Goal: warm p50 ≤ 0.2 s and ≥ 6×
 //! faster than cold.
+//!
+//! Then a job's first `docker run` of a ~117 MB image, pulled through the project's test
+//! registry (`.ci/registry-up.sh`, which must be up) against pre-pulled into a claimed
+//! warm pod (`PrePullImages`), up to 5 of each, alternating. Goal: ≥ 5× faster pre-pulled.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,15 +78,108 @@ async fn bench(jobs: usize) -> anyhow::Result<()> {
     println!("  warm (pool of 2, pod claimed)            {:>9.1} {:>9.1}", ms(w50), ms(wmax));
     println!("  cold / warm at p50: {:.1}x", ms(c50) / ms(w50));
     println!("  goal: warm p50 <= 200 ms and >= 6x faster than cold");
+    first_runs(&docker, &harness, &cluster, job + 10, jobs.min(5)).await?;
     let console = harness.gocd.console_text();
     let claims = console.matches("Claimed warm pod").count();
-    println!("  claims told in job consoles: {claims} of {jobs} warm jobs");
-    if claims != jobs {
-        bail!("expected {jobs} claims (every warm job), saw {claims}:\n{console}");
+    let expected = jobs + jobs.min(5);
+    println!("\n  claims told in job consoles: {claims} (one per counted warm and pre-pulled job: {expected})");
+    if claims != expected {
+        bail!("expected a claim for every warm job, saw {claims}:\n{console}");
     }
     // Nothing of the bench stays: the pool's pods go once nobody asks (server-ping after
     // their idle time); remove them now by their owner's labels.
     drain(&docker, &harness.gocd.server_id()).await
+}
+
+/// A job's first `docker run` of the ~117 MB test image (`gocd-dind-test/job:1` on the
+/// project's registry, `.ci/registry-up.sh`, pulled through its mirror): in a pod made for
+/// the job (it pulls) and in a claimed warm pod that pre-pulled it. Timed around the
+/// exec of `docker run` in the agent, which both sides pay.
+async fn first_runs(
+    docker: &Docker,
+    harness: &Harness,
+    cluster: &Value,
+    first_job: i64,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let mirror = registry_mirror(docker).await?;
+    let mut cluster = cluster.clone();
+    cluster["registry_mirror"] = json!(mirror);
+    let image = "gocd-dind-test/job:1";
+    let pulls = json!({"Environment": "BENCH_PROFILE=pull"});
+    let prepulled = json!({"Environment": "BENCH_PROFILE=prepulled", "WarmPoolSize": "1", "PrePullImages": image});
+    let mut job = first_job;
+    // Warm-up: fills the pre-pulling pool; not counted.
+    run_job(docker, harness, &cluster, &prepulled, job).await?;
+    println!(
+        "
+  a job's first `docker run {image}` (~117 MB), through the mirror at {mirror}"
+    );
+    println!("  {:>3}  {:>14}  {:>14}", "run", "pulls ms", "pre-pulled ms");
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for n in 0..runs {
+        job += 2;
+        let c = first_run(docker, harness, &cluster, &pulls, job, image).await?;
+        let w = first_run(docker, harness, &cluster, &prepulled, job + 1, image).await?;
+        println!("  {:>3}  {:>14.0}  {:>14.0}", n + 1, ms(c), ms(w));
+        cold.push(c);
+        warm.push(w);
+    }
+    let (c50, cmax) = p50_max(cold);
+    let (w50, wmax) = p50_max(warm);
+    println!("  {:<38} {:>9} {:>9}", "", "p50 ms", "max ms");
+    println!("  {:<38} {:>9.0} {:>9.0}", "without PrePullImages (pulls)", ms(c50), ms(cmax));
+    println!("  {:<38} {:>9.0} {:>9.0}", "with PrePullImages (claimed warm pod)", ms(w50), ms(wmax));
+    println!("  pulling / pre-pulled at p50: {:.1}x (goal >= 5x)", ms(c50) / ms(w50));
+    Ok(())
+}
+
+/// One job whose first act is `docker run IMAGE true`: its duration.
+async fn first_run(
+    docker: &Docker,
+    harness: &Harness,
+    cluster: &Value,
+    elastic: &Value,
+    job_id: i64,
+    image: &str,
+) -> anyhow::Result<Duration> {
+    let body = json!({
+        "auto_register_key": uuid::Uuid::new_v4().to_string(),
+        "elastic_agent_profile_properties": elastic,
+        "cluster_profile_properties": cluster,
+        "job_identifier": job_identifier(job_id),
+    });
+    let (status, answer) = harness.send("cd.go.elastic-agent.create-agent", &body).await?;
+    if status != 200 {
+        bail!("create-agent answered {status}: {answer}");
+    }
+    harness.service.settle().await;
+    let pod = harness.service.pod_of_job(job_id).context("the job has no pod")?.info.name;
+    let agent = format!("{pod}-agent");
+    let started = std::time::Instant::now();
+    let (code, output) =
+        gocd_dind::runtime::docker::exec(docker, &agent, None, &["docker", "run", "--rm", image, "true"]).await?;
+    let took = started.elapsed();
+    if code != 0 {
+        bail!("docker run {image} in {pod} exited {code}: {output}");
+    }
+    harness.gocd.set_agent(&pod, "Idle", "Enabled");
+    let completion = json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job_id), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": elastic});
+    let (status, answer) = harness.send("cd.go.elastic-agent.job-completion", &completion).await?;
+    if status != 200 {
+        bail!("job-completion answered {status}: {answer}");
+    }
+    harness.service.settle().await;
+    Ok(took)
+}
+
+/// The test registry's mirror, as pods on the engine's bridge reach it.
+async fn registry_mirror(docker: &Docker) -> anyhow::Result<String> {
+    let hint = "the test registry is not running: run `bash .ci/registry-up.sh`";
+    let inspected = docker.inspect_container("gocd-dind-test-mirror", None).await.context(hint)?;
+    let networks = inspected.network_settings.and_then(|n| n.networks).unwrap_or_default();
+    let ip = networks.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())).context(hint)?;
+    Ok(format!("http://{ip}:5000"))
 }
 
 /// One job: create-agent → its agent container's `start` event; job-completion; the

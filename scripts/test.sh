@@ -2,8 +2,9 @@
 # Every test: Rust unit and integration tests (HTTP contract, lifecycle rules, the binary,
 # the status pages in headless Chromium, Docker and Kubernetes end to end), the shim's
 # JUnit tests and jar layout, and the cross-language round trip (the shim jar driving the
-# real service). Starts a Docker Engine, builds the test images, installs Chromium and
-# brings up the local Kubernetes cluster when missing; the tests that need them fail,
+# real service). Starts a Docker Engine, builds the test images, starts the test
+# registries (.ci/registry-up.sh), installs Chromium and brings up the local Kubernetes
+# cluster when missing; the tests that need them fail,
 # never skip, without them. Stop the cluster with
 # .ci/k8s-down.sh (.ci/run does when it started it).
 set -euo pipefail
@@ -14,6 +15,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "Docker Engine and test images"
 bash .ci/docker-up.sh
 bash .ci/build-test-images.sh
+
+step "The test registry: origin and pull-through mirror (Debian's docker-registry)"
+bash .ci/registry-up.sh
 
 step "Chromium for the page tests"
 bash .ci/chromium-up.sh

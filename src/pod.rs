@@ -265,6 +265,7 @@ fn secret_data(req: &PodRequest<'_>) -> BTreeMap<String, ByteString> {
 fn dind_container(req: &PodRequest<'_>, image: &str) -> Container {
     let mut args = vec!["gocd-dind".to_owned()];
     args.extend(req.cluster.registry_mirror.iter().map(|m| format!("--registry-mirror={m}")));
+    args.extend(req.cluster.insecure_registries.iter().map(|r| format!("--insecure-registry={r}")));
     let security = match req.cluster.dind_security {
         DindSecurity::Privileged => SecurityContext { privileged: Some(true), ..SecurityContext::default() },
         DindSecurity::Capabilities => SecurityContext {

@@ -366,7 +366,7 @@ async fn private_key_files(docker: &Docker, container: &str) -> Vec<String> {
     output.lines().map(str::to_owned).collect()
 }
 
-async fn bridge_ip(docker: &Docker, container: &str) -> String {
+pub(crate) async fn bridge_ip(docker: &Docker, container: &str) -> String {
     let inspected =
         docker.inspect_container(container, None).await.unwrap_or_else(|e| panic!("inspecting {container}: {e}"));
     inspected

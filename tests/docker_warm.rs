@@ -65,6 +65,21 @@ async fn warm_pods(docker: &Docker, server_id: &str) -> Vec<String> {
     warm
 }
 
+/// Removes everything of a GoCD server (the fake's id) on the engine: containers, then
+/// volumes.
+pub(crate) async fn remove_server(docker: &Docker, server: &str) {
+    let filters: HashMap<String, Vec<String>> = label_filter(&[(label_keys::SERVER_ID, server)]);
+    let options = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
+    for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(options)).await;
+    }
+    let volumes = docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters) })).await;
+    for v in volumes.ok().and_then(|v| v.volumes).unwrap_or_default() {
+        let _ = docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await;
+    }
+}
+
 /// Removes everything of a GoCD server on the engine, also when the test panicked.
 struct SweepServer(String);
 
@@ -75,16 +90,7 @@ impl Drop for SweepServer {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 let docker = Docker::connect_with_defaults().ok()?.negotiate_version().await.ok()?;
-                let filters: HashMap<String, Vec<String>> = label_filter(&[(label_keys::SERVER_ID, &server)]);
-                let options = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
-                for c in docker.list_containers(Some(options)).await.ok()? {
-                    let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-                    let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(options)).await;
-                }
-                let volumes = docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters) })).await.ok()?;
-                for v in volumes.volumes.unwrap_or_default() {
-                    let _ = docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await;
-                }
+                remove_server(&docker, &server).await;
                 Some(())
             })
         })

@@ -104,6 +104,7 @@ async fn cluster_profile_keys_are_the_fixed_ones() {
         "dind_image",
         "dind_security",
         "registry_mirror",
+        "insecure_registries",
         "allowed_secrets",
         "docker_host",
         "docker_ca_cert",

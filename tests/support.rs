@@ -178,3 +178,32 @@ pub fn pod_in_console(console: &str) -> String {
         console.split("Creating agent pod ").nth(1).unwrap_or_else(|| panic!("no pod in the console:\n{console}"));
     after.split_whitespace().next().expect("a pod name").to_owned()
 }
+
+/// The project's test registries on the local engine (`.ci/registry-up.sh`): addresses as
+/// pods on the engine's default bridge reach them, and the origin's on the host's
+/// loopback. Tests that need them fail, never skip, without them.
+pub struct TestRegistry {
+    /// `IP:5000`: push and pull with `insecure_registries` set to it.
+    pub origin: String,
+    /// `http://IP:5000`: a pull-through mirror of the origin, for `registry_mirror`.
+    pub mirror: String,
+}
+
+pub async fn registry(docker: &bollard::Docker) -> TestRegistry {
+    let how = "run `bash .ci/registry-up.sh` (as root) first";
+    let address = |name: &'static str| async move {
+        let inspected = docker
+            .inspect_container(name, None)
+            .await
+            .unwrap_or_else(|e| panic!("test registry container {name} is missing ({e}); {how}"));
+        assert_eq!(inspected.state.and_then(|s| s.running), Some(true), "{name} is not running; {how}");
+        let networks = inspected.network_settings.and_then(|n| n.networks).unwrap_or_default();
+        let ip = networks.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())).unwrap_or_default();
+        assert!(!ip.is_empty(), "{name} has no bridge address; {how}");
+        format!("{ip}:5000")
+    };
+    TestRegistry {
+        origin: address("gocd-dind-test-registry").await,
+        mirror: format!("http://{}", address("gocd-dind-test-mirror").await),
+    }
+}

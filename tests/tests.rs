@@ -21,5 +21,6 @@ mod monitoring;
 mod operator_view;
 mod pages_browser;
 pub mod profile_changes;
+mod registry;
 mod static_answers;
 mod warm_pools;

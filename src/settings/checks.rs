@@ -75,3 +75,25 @@ pub fn validate_dns_label(name: &str) -> Result<(), String> {
         Err(format!("'{name}' is not a Kubernetes namespace name (lowercase letters, digits, '-', at most 63)"))
     }
 }
+
+/// Registry addresses, `host[:port]`, separated by commas or whitespace: what dockerd's
+/// `--insecure-registry` takes (no scheme, nothing that could read as another flag).
+pub fn parse_registries(text: &str) -> Result<Vec<String>, String> {
+    let mut registries: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
+    for entry in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
+        let plain = entry.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+        let host = entry.trim_start_matches('[');
+        if !plain || !host.starts_with(|c: char| c.is_ascii_alphanumeric() || c == ':') {
+            problems
+                .push(format!("'{entry}' is not a registry address like 10.0.0.5:5000 or registry.example.com:5000"));
+        } else if !registries.iter().any(|r| r == entry) {
+            registries.push(entry.to_owned());
+        }
+    }
+    if problems.is_empty() {
+        Ok(registries)
+    } else {
+        Err(problems.join("; "))
+    }
+}

@@ -10,7 +10,9 @@ mod fields;
 
 pub use fields::*;
 
-use super::checks::{parse_secret_names, validate_dns_label, validate_http_url, validate_image, validate_server_url};
+use super::checks::{
+    parse_registries, parse_secret_names, validate_dns_label, validate_http_url, validate_image, validate_server_url,
+};
 use super::field::{Choice, Field};
 use super::unknown_keys;
 use crate::protocol::{Properties, ValidationError};
@@ -108,6 +110,8 @@ pub struct ClusterSettings {
     pub dind_image: String,
     pub dind_security: DindSecurity,
     pub registry_mirror: Option<String>,
+    /// Registries each pod's dockerd reaches over plain HTTP (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
     /// Secrets of the namespace an elastic profile's patch may name: elastic profiles may
     /// be administered by people who must not read every Secret there.
     pub allowed_secrets: BTreeSet<String>,
@@ -172,6 +176,7 @@ impl ClusterSettings {
         let max_running_agents = MAX_RUNNING_AGENTS.number(props, e);
         let dind_security = DindSecurity::from_profile(props, e);
         let registry_mirror = text(&REGISTRY_MIRROR, props, validate_http_url, e);
+        let insecure_registries = INSECURE_REGISTRIES.parse(props, parse_registries, e).unwrap_or_default();
         let allowed_secrets = ALLOWED_SECRETS.parse(props, parse_secret_names, e).unwrap_or_default();
         let agent_image = text(&AGENT_IMAGE, props, validate_image, e);
         let dind_image = text(&DIND_IMAGE, props, validate_image, e);
@@ -197,6 +202,7 @@ impl ClusterSettings {
             dind_image: dind_image.or_else(|| DIND_IMAGE.default_value()).unwrap_or_default(),
             dind_security,
             registry_mirror,
+            insecure_registries,
             allowed_secrets,
             docker,
             kubernetes,
@@ -293,6 +299,23 @@ mod tests {
     fn memory_runtime_only_when_allowed() {
         assert!(ClusterSettings::parse(&Properties::from_pairs(&[("runtime", "memory")]), false).is_err());
         assert!(ClusterSettings::parse(&Properties::from_pairs(&[("runtime", "memory")]), true).is_ok());
+    }
+
+    #[test]
+    fn insecure_registries_are_host_and_port_each() {
+        let parse =
+            |text: &str| ClusterSettings::parse(&Properties::from_pairs(&[("insecure_registries", text)]), false);
+        let registries = parse("172.17.0.2:5000, registry.ci.internal:5000\n[::1]:5000").unwrap().insecure_registries;
+        assert_eq!(registries, ["172.17.0.2:5000", "registry.ci.internal:5000", "[::1]:5000"]);
+        assert!(ClusterSettings::parse(&Properties::default(), false).unwrap().insecure_registries.is_empty());
+        let errors = parse("http://10.0.0.5:5000, --debug").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].key, "insecure_registries");
+        let message = &errors[0].message;
+        assert!(
+            message.contains("'http://10.0.0.5:5000' is not a registry address") && message.contains("'--debug'"),
+            "{message}"
+        );
     }
 
     #[test]

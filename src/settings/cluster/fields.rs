@@ -46,6 +46,7 @@ pub const REGISTRY_MIRROR: Field = Field::line(
     "Registry mirror",
     "Passed to each pod's dockerd as --registry-mirror, e.g. https://mirror.example.com.",
 );
+pub const INSECURE_REGISTRIES: Field = Field::line("insecure_registries", "Insecure registries", "Registries each pod's dockerd may reach over plain HTTP (or TLS it does not verify), as host:port separated by commas: dockerd's --insecure-registry for each, e.g. 10.0.0.5:5000. Only for a registry on a network you trust, such as a test registry; prefer TLS. Blank: none.");
 pub const ALLOWED_SECRETS: Field = Field::line("allowed_secrets", "Secrets elastic profiles may use", "Kubernetes runtime: names of Secrets in the agents' namespace that an elastic profile's PodSpecPatch may name (imagePullSecrets, secret volumes, secretKeyRef, envFrom), separated by commas, e.g. registry-push. Blank: none.");
 pub const DOCKER_HOST: Field = Field::line("docker_host", "Docker host", "Docker runtime: engine address, e.g. tcp://docker.example.com:2376. Blank: DOCKER_HOST of the service, else the local socket.");
 pub const DOCKER_CA_CERT: Field = Field::lines(
@@ -100,6 +101,7 @@ pub const FIELDS: &[Field] = &[
     DIND_IMAGE,
     DIND_SECURITY,
     REGISTRY_MIRROR,
+    INSECURE_REGISTRIES,
     ALLOWED_SECRETS,
     DOCKER_HOST,
     DOCKER_CA_CERT,
@@ -115,4 +117,4 @@ pub const FIELDS: &[Field] = &[
 /// The keys that shape an agent pod (besides the elastic profile and the GoCD server URL):
 /// a warm pod made under other values would be stale, so they are part of its pool's
 /// identity ([`crate::settings::PoolId`]). Limits, timeouts and connection keys are not.
-pub const POD_SHAPING: &[Field] = &[AGENT_IMAGE, DIND_IMAGE, DIND_SECURITY, REGISTRY_MIRROR];
+pub const POD_SHAPING: &[Field] = &[AGENT_IMAGE, DIND_IMAGE, DIND_SECURITY, REGISTRY_MIRROR, INSECURE_REGISTRIES];
