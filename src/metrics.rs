@@ -51,6 +51,15 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+/// `gocd_dind_warm_pods`: `pool` is a warm pool's id (a hash of what shapes its pods, as
+/// on the pods' `gocd-dind.gocd.org/pool` label); `state` is `warming` or `ready`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WarmLabels {
+    pub cluster: String,
+    pub pool: String,
+    pub state: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabel {
     pub cluster: String,
@@ -79,6 +88,7 @@ pub struct Metrics {
     pub pod_failures: Family<Reason, Counter>,
     pub limit_hits: Family<LimitLabels, Counter>,
     pub runtime_up: Family<ClusterLabel, Gauge>,
+    pub warm_pods: Family<WarmLabels, Gauge>,
 }
 
 /// The per-cluster values a scrape sets, gathered by the service.
@@ -91,6 +101,8 @@ pub struct ClusterGauges {
     pub max_total: i64,
     /// Whether the last listing or probe of its engine or API server succeeded.
     pub up: Option<bool>,
+    /// Unclaimed warm pods by pool and state (`warming`, `ready`).
+    pub warm: Vec<(String, &'static str, i64)>,
 }
 
 impl Default for Metrics {
@@ -159,6 +171,12 @@ impl Default for Metrics {
             "1 when the last listing or probe of the cluster's Docker engine or Kubernetes API server succeeded, else 0",
             runtime_up.clone(),
         );
+        let warm_pods = Family::<WarmLabels, Gauge>::default();
+        registry.register(
+            "warm_pods",
+            "Warm pods no job has claimed yet, per cluster and warm pool (elastic profile), by state: warming (dockerd starting, images being pulled) or ready (claimable); they count as pending pods too",
+            warm_pods.clone(),
+        );
         Self {
             registry,
             scraping: std::sync::Mutex::default(),
@@ -174,6 +192,7 @@ impl Default for Metrics {
             pod_failures,
             limit_hits,
             runtime_up,
+            warm_pods,
         }
     }
 }
@@ -191,7 +210,12 @@ impl Metrics {
         self.pods.clear();
         self.pod_limit.clear();
         self.runtime_up.clear();
+        self.warm_pods.clear();
         for c in clusters {
+            for (pool, state, count) in &c.warm {
+                let labels = WarmLabels { cluster: c.cluster.clone(), pool: pool.clone(), state };
+                self.warm_pods.get_or_create(&labels).set(*count);
+            }
             for (state, count) in c.pods {
                 self.pods.get_or_create(&PodsLabels { cluster: c.cluster.clone(), state }).set(count);
             }

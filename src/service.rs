@@ -14,7 +14,7 @@ mod reports;
 pub use pools::KnownPool;
 pub use profiles::{OrphanView, TrackedClusters, READY_PROBE_TIMEOUT};
 pub use registry::{Failure, Lifecycle, PodRecord, Registry};
-pub use reports::{AgentView, ClusterView, PluginView, PodRow, PodState, ProfileView, StateCounts};
+pub use reports::{AgentView, ClusterView, PluginView, PodRow, PodState, PoolView, ProfileView, StateCounts, WarmRow};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};

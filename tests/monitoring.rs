@@ -24,7 +24,8 @@ fn monitoring_file(name: &str) -> String {
 /// Every series name the service's `/metrics` can carry, as Prometheus stores them:
 /// from each `# TYPE` line, with the suffixes its type adds, and from the samples. A
 /// family shows only once it has a member, so the service is first made to do what each
-/// counts: a pod started, one held back by a limit, one that failed, one removed.
+/// counts: a pod started, one held back by a limit, one that failed, one removed, a warm
+/// pod.
 async fn exported_series() -> BTreeSet<String> {
     let memory = memory_harness().await;
     let h = &memory.harness;
@@ -46,6 +47,11 @@ async fn exported_series() -> BTreeSet<String> {
     h.gocd.set_agent(&pod, "Idle", "Enabled");
     let completion = serde_json::json!({"elastic_agent_id": pod, "job_identifier": gocd_dind::demo::job_identifier(2), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": {}});
     send(completion, "cd.go.elastic-agent.job-completion").await;
+    h.service.settle().await;
+    // A warm pool (gocd_dind_warm_pods): a job whose profile keeps one warm pod.
+    let roomy = memory_cluster(&[("max_pending_agents", "3")]);
+    let warm = serde_json::json!({"auto_register_key": "key-4", "elastic_agent_profile_properties": {"WarmPoolSize": "1"}, "cluster_profile_properties": roomy, "job_identifier": gocd_dind::demo::job_identifier(4)});
+    send(warm, "cd.go.elastic-agent.create-agent").await;
     h.service.settle().await;
     let text = reqwest::get(format!("{}/metrics", h.url)).await.unwrap().text().await.unwrap();
     let mut names = BTreeSet::new();

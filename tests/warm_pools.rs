@@ -173,6 +173,20 @@ async fn a_failed_pre_pull_is_told_to_the_claiming_job_and_a_failed_claim_falls_
         "{console}"
     );
     assert!(!console.contains("busybox:1.36:"), "only the failure is told");
+    // The status page shows the pool, its warm pod (the replacement) and what it could not
+    // pre-pull, and counts the warm pod against the limits; no pod with "job id 0".
+    let (status, report) = h
+        .harness
+        .send("cd.go.elastic-agent.plugin-status-report", &json!({"all_cluster_profiles_properties": [cluster]}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let page: String = serde_json::from_str::<Value>(&report).unwrap()["view"].as_str().unwrap().to_owned();
+    let replacement = warm(&h).pop().expect("the pool was refilled after the claim");
+    assert!(page.contains("<h4>Warm pools</h4>") && page.contains(&replacement), "{page}");
+    assert!(page.contains("size 1, idle 30 min") && page.contains("registry.example.com/missing:1"), "{page}");
+    assert!(page.contains(&format!("Warm pod {replacement} could not pre-pull")), "{page}");
+    assert!(page.contains("<span>warm 1</span>") && !page.contains("job id 0"), "{page}");
 
     h.runtime.fail_claims_with(Some("the warm pod's dockerd is gone"));
     let before = warm(&h);

@@ -182,6 +182,7 @@ impl Service {
             .all()
             .map(|r| (r.cluster.clone(), r.info.name.clone(), r.lifecycle))
             .collect();
+        let warm = self.warm_counts();
         let known: HashSet<String> = self.last_agents.lock().unwrap().iter().map(|a| a.agent_id.clone()).collect();
         let journal = self.journal.lock().unwrap();
         let registered = |pod: &str| known.contains(pod) || journal.story(pod).is_some_and(Story::registered);
@@ -205,6 +206,11 @@ impl Service {
                     max_pending: max(cluster.settings.max_pending_agents),
                     max_total: max(cluster.settings.max_running_agents),
                     up: journal.engine(&cluster.id).map(|h| h.up),
+                    warm: warm
+                        .iter()
+                        .filter(|(c, ..)| *c == cluster.id)
+                        .map(|(_, p, s, n)| (p.clone(), *s, *n))
+                        .collect(),
                 }
             })
             .collect();

@@ -15,7 +15,7 @@ use super::lifecycle::CreatingRecord;
 use super::{Cluster, Lifecycle, Service};
 use crate::agents::{self, Limits};
 use crate::error::{Error, Result};
-use crate::listing::PoolShape;
+use crate::listing::{PoolShape, WarmState};
 use crate::pod::{self, AgentPod, Binding, PodRequest};
 use crate::protocol::{CreateAgentRequest, JobIdentifier};
 use crate::runtime::StartOptions;
@@ -90,6 +90,26 @@ impl Service {
             .filter(|((c, _), _)| c == cluster)
             .map(|((_, pool), known)| (pool.clone(), known.clone()))
             .collect()
+    }
+
+    /// Unclaimed warm pods by cluster, pool and state (`warming`, `ready`; those being
+    /// removed are left out), for the `gocd_dind_warm_pods` gauge.
+    pub(crate) fn warm_counts(&self) -> Vec<(ClusterId, String, &'static str, i64)> {
+        let mut counts: BTreeMap<(ClusterId, String, &'static str), i64> = BTreeMap::new();
+        let registry = self.registry.lock().unwrap();
+        let clusters: BTreeSet<ClusterId> = registry.all().map(|r| r.cluster.clone()).collect();
+        for cluster in clusters {
+            for pod in registry.cluster_pods(&cluster) {
+                let Some(warm) = pod.warm else { continue };
+                let state = match warm.state {
+                    WarmState::Warming => "warming",
+                    WarmState::Ready => "ready",
+                    WarmState::Leaving => continue,
+                };
+                *counts.entry((cluster.clone(), warm.pool.0, state)).or_default() += 1;
+            }
+        }
+        counts.into_iter().map(|((cluster, pool, state), n)| (cluster, pool, state, n)).collect()
     }
 
     /// Forgets the pools of clusters no profile names.

@@ -59,17 +59,43 @@ pub struct StateCounts {
     pub running: usize,
     pub terminating: usize,
     pub stopped: usize,
+    /// Warm pods no job has claimed yet (being made or up): no agent of theirs registers
+    /// before a claim, so they count as pending.
+    pub warm: usize,
 }
 
 impl StateCounts {
     /// What `max_pending_agents` counts: pods whose agent has not registered yet.
     pub fn unregistered(&self) -> usize {
-        self.creating + self.pending
+        self.creating + self.pending + self.warm
     }
 
     pub fn all(&self) -> usize {
-        self.creating + self.pending + self.running + self.terminating + self.stopped
+        self.creating + self.pending + self.running + self.terminating + self.stopped + self.warm
     }
+}
+
+/// One warm pool of a place: what its profile last asked for (unknown after a restart
+/// until a job of it asks), and its unclaimed warm pods.
+#[derive(Debug, Clone, Default)]
+pub struct PoolView {
+    pub pool: String,
+    /// The agent image and the images it pre-pulls, to recognise the elastic profile by.
+    pub image: Option<String>,
+    pub pre_pull: Vec<String>,
+    pub shape: Option<crate::listing::PoolShape>,
+    pub pods: Vec<WarmRow>,
+}
+
+/// An unclaimed warm pod.
+#[derive(Debug, Clone)]
+pub struct WarmRow {
+    pub name: String,
+    /// `warming` (dockerd starting, images being pulled), `ready`, or `leaving`.
+    pub state: &'static str,
+    pub age: Duration,
+    /// Images it could not pre-pull, each with why (known only to the process that made it).
+    pub pull_failures: Vec<String>,
 }
 
 /// One cluster profile that names a place.
@@ -91,7 +117,9 @@ pub struct ClusterView {
     pub engine: Option<String>,
     pub profiles: Vec<ProfileView>,
     pub counts: StateCounts,
+    /// Pods serving (or made for) jobs; unclaimed warm pods are under `pools`.
     pub pods: Vec<PodRow>,
+    pub pools: Vec<PoolView>,
     /// Post-mortems of pods here whose start failed, newest first.
     pub failures: Vec<Story>,
     pub error: Option<String>,
@@ -227,7 +255,9 @@ impl Service {
         if let Err(e) = self.refresh(cluster).await {
             view.error = Some(e.to_string());
         }
-        view.pods = self.rows(|r| r.cluster == cluster.id);
+        view.pods = self.rows(|r| r.cluster == cluster.id && r.info.warm.is_none());
+        view.pools = self.pool_views(&cluster.id);
+        view.counts.warm = view.pools.iter().map(|p| p.pods.iter().filter(|w| w.state != "leaving").count()).sum();
         for row in &view.pods {
             let count = match row.state {
                 PodState::Creating => &mut view.counts.creating,
@@ -274,6 +304,47 @@ impl Service {
                 }
             })
             .collect()
+    }
+
+    /// The warm pools of a cluster: those jobs asked for since this process started, and
+    /// those its warm pods name (after a restart), each with its unclaimed warm pods.
+    fn pool_views(&self, cluster: &ClusterId) -> Vec<PoolView> {
+        let now = self.clock.now();
+        let mut pools: std::collections::BTreeMap<String, PoolView> = self
+            .known_pools(cluster)
+            .into_iter()
+            .map(|(pool, known)| {
+                let view = PoolView {
+                    pool: pool.0.clone(),
+                    image: Some(known.image),
+                    pre_pull: known.pre_pull,
+                    shape: Some(known.shape),
+                    pods: Vec::new(),
+                };
+                (pool.0, view)
+            })
+            .collect();
+        let registry = self.registry.lock().unwrap();
+        for record in registry.all().filter(|r| &r.cluster == cluster) {
+            let Some(warm) = record.info.warm.as_ref() else { continue };
+            let state = match (record.lifecycle, &record.info.phase) {
+                (Lifecycle::Terminating, _) => "leaving",
+                (Lifecycle::Live, PodPhase::Running) => "ready",
+                _ => "warming",
+            };
+            let pool = pools.entry(warm.pool.0.clone()).or_insert_with(|| PoolView {
+                pool: warm.pool.0.clone(),
+                shape: Some(warm.shape),
+                ..PoolView::default()
+            });
+            pool.pods.push(WarmRow {
+                name: record.info.name.clone(),
+                state,
+                age: now.duration_since(record.info.created).unwrap_or_default(),
+                pull_failures: record.pull_failures.clone(),
+            });
+        }
+        pools.into_values().collect()
     }
 
     /// Works with or without `elastic_agent_id`: an agent that has not registered yet is

@@ -11,7 +11,7 @@ use super::html::{error, link, moment, settings_table, state};
 use super::links::Links;
 use crate::clock::span;
 use crate::service::journal::{Stage, Story};
-use crate::service::{ClusterView, PodRow, ProfileView};
+use crate::service::{ClusterView, PodRow, PoolView, ProfileView};
 
 /// `pending 2 / 2` with the limit marked when reached.
 fn against(name: &str, count: usize, max: usize) -> String {
@@ -36,16 +36,16 @@ pub fn section(html: &mut String, view: &ClusterView, links: &Links, now: System
     let c = &view.counts;
     let _ = write!(
         html,
-        "<p class=\"counts\"><span>creating {}</span><span>pending {}</span><span>running {}</span><span>terminating {}</span>{}</p>",
+        "<p class=\"counts\"><span>creating {}</span><span>pending {}</span><span>running {}</span><span>terminating {}</span>{}{}</p>",
         c.creating,
         c.pending,
         c.running,
         c.terminating,
+        if c.warm > 0 { format!("<span>warm {}</span>", c.warm) } else { String::new() },
         if c.stopped > 0 { format!("<span class=\"error\">stopped {}</span>", c.stopped) } else { String::new() }
     );
     pods_table(html, &view.pods, links);
-    // Warm pools, once they exist, are listed here: after the pods they will become, before
-    // what failed.
+    pools_section(html, &view.pools);
     if !view.failures.is_empty() {
         html.push_str("<h4>Recent failures</h4>");
         failures_table(html, &view.failures, links, now);
@@ -113,6 +113,55 @@ pub fn pods_table(html: &mut String, pods: &[PodRow], links: &Links) {
         );
     }
     html.push_str("</table>");
+}
+
+/// Warm pools: after the pods they will become, before what failed. Each pool with what
+/// its profile asked for (size, idle time, agent image, images to pre-pull) and its
+/// unclaimed warm pods; a pre-pull that failed is shown on its pod.
+fn pools_section(html: &mut String, pools: &[PoolView]) {
+    if pools.is_empty() {
+        return;
+    }
+    html.push_str("<h4>Warm pools</h4>");
+    html.push_str(
+        "<table class=\"fixed\"><tr><th class=\"w15\">Pool</th><th class=\"w30\">Agent image, pre-pulls</th><th class=\"w15\">Size, idle</th><th>Warm pods</th></tr>",
+    );
+    for pool in pools {
+        let image = pool.image.as_deref().unwrap_or("(no job of it asked since the service started)");
+        let pre_pull =
+            if pool.pre_pull.is_empty() { String::new() } else { format!("<br>{}", esc(&pool.pre_pull.join(", "))) };
+        let shape =
+            pool.shape.map_or_else(String::new, |s| format!("size {}, idle {} min", s.size, s.idle.as_secs() / 60));
+        let pods = if pool.pods.is_empty() {
+            "none".to_owned()
+        } else {
+            pool.pods
+                .iter()
+                .map(|p| format!("{} {} ({})", esc(&p.name), state(p.state), esc(&span(p.age))))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}{pre_pull}</td><td>{}</td><td>{pods}</td></tr>",
+            esc(&pool.pool),
+            esc(image),
+            esc(&shape)
+        );
+    }
+    html.push_str("</table>");
+    for pool in pools {
+        for pod in &pool.pods {
+            for failure in &pod.pull_failures {
+                let _ = write!(
+                    html,
+                    "<p class=\"warn\">Warm pod {} could not pre-pull: {} (its job pulls the image itself).</p>",
+                    esc(&pod.name),
+                    esc(failure)
+                );
+            }
+        }
+    }
 }
 
 fn failures_table(html: &mut String, stories: &[Story], links: &Links, now: SystemTime) {
