@@ -305,10 +305,40 @@ async fn a_gocd_shaped_sequence_never_reuses_a_pod_and_leaves_nothing_once_the_p
         "nothing left: {:?}",
         h.runtime.pods().iter().map(|p| &p.info).collect::<Vec<_>>()
     );
+    // The drained warm pods are among the recently gone pods, as warm pods of no job.
+    let (_, report) = h
+        .harness
+        .send("cd.go.elastic-agent.plugin-status-report", &json!({"all_cluster_profiles_properties": [cluster]}))
+        .await
+        .unwrap();
+    let page = serde_json::from_str::<Value>(&report).unwrap()["view"].as_str().unwrap().to_owned();
+    assert!(page.contains("(a warm pod: no job claimed it)") && page.contains("WarmPoolIdleMinutes"), "{page}");
+    assert!(!page.contains("job_id=0"), "no agent page of a warm pod of no job: {page}");
 
     let claims = h.runtime.claims();
     let claimed: BTreeSet<&str> = claims.iter().map(|c| c.pod.as_str()).collect();
     assert_eq!(claimed.len(), claims.len(), "no warm pod claimed twice: {claims:?}");
     assert_eq!(served.len(), 12, "twelve jobs, twelve pods");
     assert!(h.runtime.peak() <= MAX_TOTAL, "max_running_agents held: peak {}", h.runtime.peak());
+}
+
+#[tokio::test]
+async fn profiles_that_build_the_same_pods_share_a_pool_and_one_without_a_pool_never_drains_it() {
+    let h = memory_harness().await;
+    let cluster = memory_cluster(&[]);
+    let with_pool = json!({"WarmPoolSize": "2"});
+    let without = json!({});
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &with_pool, 1)).await;
+    h.harness.service.settle().await;
+    assert_eq!(warm(&h).len(), 2);
+    // A job of the profile without a pool builds the same pod: it claims one.
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &without, 2)).await;
+    h.harness.service.settle().await;
+    assert_eq!(h.runtime.claims().len(), 1, "claimed from the shared pool");
+    assert_eq!(warm(&h).len(), 1, "its profile keeps no pool, so it does not refill it");
+    ping(&h, &cluster).await;
+    assert_eq!(warm(&h).len(), 1, "nor does its 0 drain the other profile's pool");
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &with_pool, 3)).await;
+    h.harness.service.settle().await;
+    assert_eq!(warm(&h).len(), 2, "a job of the profile with the pool refills it");
 }

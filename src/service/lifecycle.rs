@@ -526,7 +526,7 @@ impl Drop for CreatingRecord<'_> {
     }
 }
 
-fn failure_kind(error: &crate::runtime::RuntimeError) -> &'static str {
+pub(super) fn failure_kind(error: &crate::runtime::RuntimeError) -> &'static str {
     use crate::runtime::RuntimeError;
     match error {
         RuntimeError::Unreachable(_) => "unreachable",

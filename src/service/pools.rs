@@ -57,8 +57,11 @@ impl JobOrder {
 
 impl Service {
     /// The pool the job's profiles name on this cluster when its runtime keeps warm pods
-    /// (also with `WarmPoolSize = 0`: a job still claims what a resized pool holds). The
-    /// shape the profile asks for now is remembered for server-ping.
+    /// (also with `WarmPoolSize = 0`: a job still claims what the pool holds, say after a
+    /// resize to 0, until those pods idle out). The shape a profile with a pool asks for
+    /// now is remembered for server-ping; one without (`0`) says nothing about the pool,
+    /// so two profiles that build the same pods, one with a pool and one without, never
+    /// drain each other's.
     pub(crate) fn pool_of(&self, cluster: &Cluster, order: &JobOrder) -> Option<PoolId> {
         if !cluster.runtime.supports_warm_pods() {
             return None;
@@ -66,6 +69,9 @@ impl Service {
         let req = &order.req;
         let pool =
             PoolId::of(&req.cluster_profile_properties, &req.elastic_agent_profile_properties, &order.go_server_url);
+        if order.elastic.warm_pool_size == 0 {
+            return Some(pool);
+        }
         let known = KnownPool {
             shape: PoolShape { size: order.elastic.warm_pool_size, idle: order.elastic.warm_pool_idle },
             image: order.elastic.image.clone().or_else(|| cluster.settings.agent_image.clone()).unwrap_or_default(),
@@ -217,7 +223,8 @@ impl Service {
         };
         let start = StartOptions { budget: cluster.settings.auto_register_timeout, progress, dockerd_ready };
         if let Err(e) = cluster.runtime.create_warm_pod(&pod, &start).await {
-            self.metrics.pod_create_failures.get_or_create(&crate::metrics::Reason { reason: "warm".into() }).inc();
+            let reason = crate::metrics::Reason { reason: super::lifecycle::failure_kind(&e).into() };
+            self.metrics.pod_create_failures.get_or_create(&reason).inc();
             self.registry.lock().unwrap().remove(&name);
             self.note_start_failure(&cluster, &name, &e).await;
             warn!(pod = %name, error = %e, "a warm pod failed to start and was removed");

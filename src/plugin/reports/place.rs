@@ -164,6 +164,22 @@ fn pools_section(html: &mut String, pools: &[PoolView]) {
     }
 }
 
+/// A gone pod's job, linked into GoCD; a warm pod no job claimed had none.
+fn job_cell(story: &Story, links: &Links) -> String {
+    if story.unclaimed() {
+        return "(a warm pod: no job claimed it)".to_owned();
+    }
+    link(&links.job(&story.job), &story.job.path())
+}
+
+/// A gone pod, linked to its agent page (which is a job's); an unclaimed warm pod's name.
+fn pod_cell(story: &Story, links: &Links) -> String {
+    if story.unclaimed() {
+        return esc(&story.pod).into_owned();
+    }
+    link(&links.agent_status(Some(&story.pod), story.job.job_id), &story.pod)
+}
+
 fn failures_table(html: &mut String, stories: &[Story], links: &Links, now: SystemTime) {
     html.push_str(
         "<table class=\"fixed\"><tr><th class=\"w20\">When</th><th class=\"w25\">Job</th><th class=\"w25\">Pod</th><th>Reason</th></tr>",
@@ -175,8 +191,8 @@ fn failures_table(html: &mut String, stories: &[Story], links: &Links, now: Syst
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><span class=\"error\">{}</span>: {}</td></tr>",
             esc(&when),
-            link(&links.job(&story.job), &story.job.path()),
-            link(&links.agent_status(Some(&story.pod), story.job.job_id), &story.pod),
+            job_cell(story, links),
+            pod_cell(story, links),
             esc(failure.reason.as_str()),
             esc(&failure.message)
         );
@@ -204,8 +220,8 @@ pub fn postmortems(html: &mut String, stories: &[Story], links: &Links, now: Sys
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{why}</td></tr>",
             esc(&removed.map(|at| moment(at, now)).unwrap_or_default()),
-            link(&links.agent_status(Some(&story.pod), story.job.job_id), &story.pod),
-            link(&links.job(&story.job), &story.job.path()),
+            pod_cell(story, links),
+            job_cell(story, links),
             esc(&lived.map(span).unwrap_or_default())
         );
     }
