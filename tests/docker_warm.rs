@@ -3,7 +3,7 @@
 //! namespace and volumes with the job's key, and works like any agent; a restarted service
 //! claims what the pools hold; the pools drain; nothing is left.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use bollard::models::ContainerSummary;
@@ -17,8 +17,8 @@ use gocd_dind::pod::label_keys;
 use serde_json::{json, Value};
 
 use crate::docker_e2e::{
-    assert_nothing_left, cluster, complete, harness_with, job_id, label, label_filter, load_job_image, pod_slots, send,
-    sh_ok, wait_up, Pod, Sweep,
+    assert_nothing_left, cluster, complete, harness_with, job_containers, job_id, label, label_filter, load_job_image,
+    pod_slots, send, sh_ok, wait_up, Pod, Sweep,
 };
 use crate::support::{docker, JOB_IMAGE};
 
@@ -191,4 +191,131 @@ async fn a_job_claims_a_warm_pod_whose_agent_is_made_for_it_and_the_pools_surviv
     assert!(server_containers(&docker, &server).await.is_empty(), "the pool drained");
     let drained = Pod { name: left[0].clone(), job_id: 0 };
     assert_nothing_left(&docker, &[first, second, third], &[&first_pod, &claimed, &third_pod, &drained]).await;
+}
+
+/// Unclaimed warm pods of this server by pool (the pool label on their dind).
+async fn warm_by_pool(docker: &Docker, server_id: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let warm = warm_pods(docker, server_id).await;
+    let mut pools: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in server_containers(docker, server_id).await {
+        if let (Some(pod), Some(pool)) = (label(&c, label_keys::POD), label(&c, label_keys::POOL)) {
+            if warm.iter().any(|w| w == pod) {
+                pools.entry(pool.to_owned()).or_default().insert(pod.to_owned());
+            }
+        }
+    }
+    pools
+}
+
+/// How many pods of this server are on the engine (a warm pod is only its dind).
+async fn pods_on_engine(docker: &Docker, server_id: &str) -> usize {
+    let containers = server_containers(docker, server_id).await;
+    containers.iter().filter_map(|c| label(c, label_keys::POD)).collect::<BTreeSet<_>>().len()
+}
+
+/// The job's pod, checked to be the only one whose containers carry the job's label.
+async fn only_pod_of(h: &Harness, docker: &Docker, job_id: i64) -> Pod {
+    let pod = wait_up(h, docker, job_id).await;
+    let labelled: BTreeSet<String> = job_containers(docker, job_id)
+        .await
+        .iter()
+        .filter_map(|c| label(c, label_keys::POD))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(labelled, BTreeSet::from([pod.name.clone()]), "job {job_id} has one pod");
+    pod
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_jobs_of_two_pools_on_the_engine_each_get_a_never_used_pod_within_the_limits() {
+    const LIMIT: usize = 5;
+    let docker = docker().await;
+    // Up to five pods at once: the whole ration, so no other pod test runs beside it.
+    let _slots = pod_slots(2).await;
+    let jobs: Vec<i64> = (0..7).map(|_| job_id()).collect();
+    let _sweep = Sweep(jobs.clone());
+    let clock = Clock::default();
+    let h = harness_with(clock.clone()).await;
+    let server = h.gocd.server_id();
+    let _sweep_server = SweepServer(server.clone());
+    let mut cluster = cluster();
+    cluster["max_running_agents"] = json!(LIMIT.to_string());
+    cluster["max_pending_agents"] = json!(LIMIT.to_string());
+    let a = json!({"WarmPoolSize": "2"});
+    let b = json!({"WarmPoolSize": "1", "Environment": "TEAM=b"});
+    let mut pod_jobs: BTreeMap<String, i64> = BTreeMap::new();
+    let mut serve = |pod: &Pod| {
+        assert!(pod_jobs.insert(pod.name.clone(), pod.job_id).is_none(), "{} pod_jobs a second job", pod.name);
+    };
+    let within_limit = |pods: usize| assert!(pods <= LIMIT, "{pods} pods on the engine, limit {LIMIT}");
+
+    // Two first jobs start cold and fill their pools: 2 + 1 warm pods, 5 pods in all.
+    futures_util::future::join(create(&h, &cluster, &a, jobs[0]), create(&h, &cluster, &b, jobs[1])).await;
+    let first = [only_pod_of(&h, &docker, jobs[0]).await, only_pod_of(&h, &docker, jobs[1]).await];
+    h.service.settle().await;
+    let pools = warm_by_pool(&docker, &server).await;
+    let sizes: BTreeSet<usize> = pools.values().map(BTreeSet::len).collect();
+    assert_eq!(sizes, BTreeSet::from([1, 2]), "both pools filled: {pools:?}");
+    let pool_a = pools.iter().find(|(_, pods)| pods.len() == 2).map(|(pool, _)| pool.clone()).unwrap();
+    for pod in &first {
+        serve(pod);
+        complete(&h, &cluster, pod).await;
+    }
+    h.service.settle().await;
+    let warm_before: BTreeSet<String> = warm_pods(&docker, &server).await.into_iter().collect();
+    assert_eq!(warm_before.len(), 3);
+
+    // Three jobs at once (two of A, one of B), each create-agent sent twice as GoCD
+    // re-sends it: each claims a warm pod of its pool, no pod twice.
+    let burst = [(jobs[2], &a), (jobs[3], &a), (jobs[4], &b)];
+    let sends = burst.iter().chain(&burst).map(|(job, profile)| create(&h, &cluster, profile, *job));
+    futures_util::future::join_all(sends).await;
+    h.service.settle().await;
+    let mut claimed = Vec::new();
+    for (job, _) in burst {
+        let pod = only_pod_of(&h, &docker, job).await;
+        assert!(warm_before.contains(&pod.name), "job {job} claimed a warm pod, got {}", pod.name);
+        serve(&pod);
+        claimed.push(pod);
+    }
+    within_limit(pods_on_engine(&docker, &server).await);
+    let console = h.gocd.console_text();
+    assert_eq!(console.matches("Claimed warm pod").count(), 3, "{console}");
+    for pod in &claimed {
+        complete(&h, &cluster, pod).await;
+    }
+    h.service.settle().await;
+
+    // A restarted service claims from what the pools hold; a changed profile gets no
+    // stale pod.
+    let restarted = harness_with(clock.clone()).await;
+    restarted.gocd.set_server_id(&server);
+    let a_ready = warm_by_pool(&docker, &server).await.remove(&pool_a).unwrap_or_default();
+    create(&restarted, &cluster, &a, jobs[5]).await;
+    let after_restart = only_pod_of(&restarted, &docker, jobs[5]).await;
+    assert_eq!(a_ready.contains(&after_restart.name), !a_ready.is_empty(), "warm whenever A had one: {a_ready:?}");
+    serve(&after_restart);
+    let warm_now: BTreeSet<String> = warm_pods(&docker, &server).await.into_iter().collect();
+    let b_changed = json!({"WarmPoolSize": "1", "Environment": "TEAM=b2"});
+    create(&restarted, &cluster, &b_changed, jobs[6]).await;
+    let changed = only_pod_of(&restarted, &docker, jobs[6]).await;
+    assert!(!warm_now.contains(&changed.name), "a changed profile got a pod of the old pool");
+    serve(&changed);
+    within_limit(pods_on_engine(&docker, &server).await);
+    for pod in [&after_restart, &changed] {
+        complete(&restarted, &cluster, pod).await;
+    }
+
+    // Nobody asks for a while: every pool drains, nothing is left.
+    restarted.service.settle().await;
+    clock.advance(Duration::from_secs(31 * 60));
+    let ping = json!({"all_cluster_profile_properties": [cluster]});
+    let (status, body) = send(&restarted, "cd.go.elastic-agent.server-ping", &ping).await;
+    assert_eq!(status, 200, "{body}");
+    restarted.service.settle().await;
+    let left = server_containers(&docker, &server).await;
+    assert!(left.is_empty(), "the pools drained: {:?}", left.iter().map(|c| &c.names).collect::<Vec<_>>());
+    let pods: Vec<Pod> = pod_jobs.iter().map(|(name, job)| Pod { name: name.clone(), job_id: *job }).collect();
+    assert_eq!(pods.len(), jobs.len(), "seven jobs, seven pods");
+    assert_nothing_left(&docker, &jobs, &pods.iter().collect::<Vec<_>>()).await;
 }
