@@ -166,13 +166,35 @@ async fn a_failed_pre_pull_is_told_to_the_claiming_job_and_a_failed_claim_falls_
     send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &elastic, 2)).await;
     h.harness.service.settle().await;
     let claimed = pod_of(&h, 2);
-    assert_eq!(h.runtime.claims(), [Claim { pod: claimed, job_id: 2 }], "a pull failure is never fatal to the claim");
+    assert_eq!(
+        h.runtime.claims(),
+        [Claim { pod: claimed.clone(), job_id: 2 }],
+        "a pull failure is never fatal to the claim"
+    );
     let console = h.harness.gocd.console_text();
     assert!(
         console.contains("could not pre-pull an image when it was made, so the job pulls it itself: registry.example.com/missing:1: docker pull exited with 1: Error response from daemon: manifest for registry.example.com/missing:1 not found"),
         "{console}"
     );
     assert!(!console.contains("busybox:1.36:"), "only the failure is told");
+    // The job's agent page (GoCD's agent status report) tells it too, with no secret.
+    let (status, report) = h
+        .harness
+        .send(
+            "cd.go.elastic-agent.agent-status-report",
+            &json!({"cluster_profile_properties": cluster, "job_identifier": job(2), "elastic_agent_id": claimed}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{report}");
+    let page: String = serde_json::from_str::<Value>(&report).unwrap()["view"].as_str().unwrap().to_owned();
+    assert!(page.contains(&format!("Warm pod {claimed} could not pre-pull these images when it was made")), "{page}");
+    assert!(
+        page.contains("<li>registry.example.com/missing:1: docker pull exited with 1: Error response from daemon: manifest for registry.example.com/missing:1 not found: manifest unknown</li>"),
+        "{page}"
+    );
+    assert!(!page.contains("busybox:1.36:"), "only the failure is told: {page}");
+    assert!(!page.contains("key-2"), "never the job's register key: {page}");
     // The status page shows the pool, its warm pod (the replacement) and what it could not
     // pre-pull, and counts the warm pod against the limits; no pod with "job id 0".
     let (status, report) = h

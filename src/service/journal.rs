@@ -96,10 +96,13 @@ pub struct Story {
 }
 
 /// A warm pod's life before its job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WarmStory {
     pub made: SystemTime,
     pub claimed: Option<SystemTime>,
+    /// Images it could not pre-pull when it was made, each with why: the job that claims
+    /// it pulls them itself, and its agent page says so (as its console does).
+    pub pull_failures: Vec<String>,
 }
 
 impl Story {
@@ -118,7 +121,7 @@ impl Story {
 
     /// Waiting in its pool for a job: nothing a job waited for is timed yet.
     pub fn unclaimed(&self) -> bool {
-        self.warm.is_some_and(|w| w.claimed.is_none())
+        self.warm.as_ref().is_some_and(|w| w.claimed.is_none())
     }
 
     /// Whether GoCD knows its agent.
@@ -206,13 +209,14 @@ impl Journal {
     }
 
     /// A job claimed the warm pod: from now on its story is the job's, timed from the
-    /// claim; what it was before stays in `warm`. A warm pod found after a restart has a
-    /// story too (adopted), so every claim has one.
-    pub fn claimed(&mut self, pod: &str, job: JobIdentifier, at: SystemTime) {
+    /// claim; what it was before stays in `warm`, with the images it could not pre-pull
+    /// (`pull_failures`, known to the process that made it). A warm pod found after a
+    /// restart has a story too (adopted), so every claim has one.
+    pub fn claimed(&mut self, pod: &str, job: JobIdentifier, at: SystemTime, pull_failures: Vec<String>) {
         self.holds.remove(&job.job_id);
         let Some(story) = self.live.get_mut(pod) else { return };
-        let made = story.at(Stage::Created).unwrap_or(at);
-        story.warm = Some(WarmStory { made: story.warm.map_or(made, |w| w.made), claimed: Some(at) });
+        let made = story.warm.as_ref().map_or_else(|| story.at(Stage::Created).unwrap_or(at), |w| w.made);
+        story.warm = Some(WarmStory { made, claimed: Some(at), pull_failures });
         story.job = job;
         story.timeline = vec![(Stage::Created, at)];
         story.adopted = false;

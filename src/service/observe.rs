@@ -63,14 +63,18 @@ impl Service {
     pub(crate) fn note_warm_created(&self, cluster: &Cluster, pod: &str) {
         let now = self.clock.now();
         let mut story = cluster.story(pod, JobIdentifier::default(), now, false);
-        story.warm = Some(super::journal::WarmStory { made: now, claimed: None });
+        story.warm = Some(super::journal::WarmStory { made: now, claimed: None, pull_failures: Vec::new() });
         self.journal.lock().unwrap().created(story);
     }
 
     /// A job claimed warm pod `pod`: its timeline restarts at the claim, and its dockerd
     /// answers already (the `pod_ready` stage of a warm start is the claim's decision).
+    /// What making it left to tell the job (images it could not pre-pull) is copied from
+    /// the registry, which forgets it with the pod, into the story, which the job's agent
+    /// page shows and the post-mortem keeps.
     pub(crate) fn note_claimed(&self, pod: &str, job: &JobIdentifier) {
-        self.journal.lock().unwrap().claimed(pod, job.clone(), self.clock.now());
+        let pull_failures = self.registry.lock().unwrap().get(pod).map(|r| r.pull_failures.clone()).unwrap_or_default();
+        self.journal.lock().unwrap().claimed(pod, job.clone(), self.clock.now(), pull_failures);
         self.note_stage(pod, Stage::DockerdReady);
     }
 
@@ -150,7 +154,8 @@ impl Service {
                 let job = pod.job.clone().unwrap_or(JobIdentifier { job_id: pod.job_id, ..JobIdentifier::default() });
                 let mut story = cluster.story(&pod.name, job, pod.created, true);
                 if pod.warm.is_some() {
-                    story.warm = Some(super::journal::WarmStory { made: pod.created, claimed: None });
+                    story.warm =
+                        Some(super::journal::WarmStory { made: pod.created, claimed: None, pull_failures: Vec::new() });
                 }
                 journal.adopt(story);
             }

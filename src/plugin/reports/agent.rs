@@ -32,6 +32,7 @@ pub fn body(html: &mut String, view: &AgentView, links: &Links, now: SystemTime)
             );
             if let Some(story) = &view.story {
                 timeline(html, story);
+                not_pre_pulled(html, story);
             }
             if let Some(details) = &view.details {
                 look(html, details);
@@ -104,8 +105,73 @@ fn postmortem(html: &mut String, dead: &Story, now: SystemTime, say_removed: boo
         let _ = write!(html, "<p>Removed {}: {}.</p>", esc(&moment(at, now)), esc(why));
     }
     timeline(html, dead);
+    not_pre_pulled(html, dead);
     if let Some(details) = &dead.last_look {
         look(html, details);
     }
     html.push_str("</section>");
+}
+
+/// The images the job's warm pod could not pre-pull when it was made, each with why: the
+/// job pulls them itself (its console said so at the claim).
+fn not_pre_pulled(html: &mut String, story: &Story) {
+    let Some(warm) = story.warm.as_ref().filter(|w| !w.pull_failures.is_empty()) else { return };
+    let _ = write!(
+        html,
+        "<p class=\"warn\">Warm pod {} could not pre-pull these images when it was made, so the job pulls them itself:</p><ul>",
+        esc(&story.pod)
+    );
+    for failure in &warm.pull_failures {
+        let _ = write!(html, "<li>{}</li>", esc(failure));
+    }
+    html.push_str("</ul>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::JobIdentifier;
+    use crate::service::journal::WarmStory;
+    use crate::settings::ClusterId;
+
+    fn story(warm: Option<WarmStory>) -> Story {
+        Story {
+            pod: "gocd-dind-w1".into(),
+            cluster: ClusterId("c1".into()),
+            place: "docker at the local engine".into(),
+            runtime: "docker",
+            job: JobIdentifier::default(),
+            timeline: vec![(Stage::Created, SystemTime::UNIX_EPOCH)],
+            adopted: false,
+            failure: None,
+            removal: None,
+            last_look: None,
+            warm,
+        }
+    }
+
+    #[test]
+    fn a_claimed_warm_pods_pull_failures_are_listed_escaped() {
+        let failure = "evil:1: docker pull exited with 1: <script>alert(1)</script>";
+        let warm = WarmStory {
+            made: SystemTime::UNIX_EPOCH,
+            claimed: Some(SystemTime::UNIX_EPOCH),
+            pull_failures: vec![failure.into()],
+        };
+        let mut html = String::new();
+        not_pre_pulled(&mut html, &story(Some(warm)));
+        assert!(html.contains("Warm pod gocd-dind-w1 could not pre-pull these images"), "{html}");
+        assert!(
+            html.contains("<li>evil:1: docker pull exited with 1: &lt;script&gt;alert(1)&lt;/script&gt;</li>"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"), "{html}");
+
+        for quiet in [None, Some(WarmStory { made: SystemTime::UNIX_EPOCH, claimed: None, pull_failures: Vec::new() })]
+        {
+            let mut html = String::new();
+            not_pre_pulled(&mut html, &story(quiet));
+            assert!(html.is_empty(), "nothing to tell: {html}");
+        }
+    }
 }

@@ -134,3 +134,21 @@ fn clusters_no_profile_names_leave_post_mortems_and_no_holds() {
     assert!(journal.engine(&ClusterId("c1".into())).is_none());
     assert!(journal.engine(&ClusterId("c2".into())).unwrap().up);
 }
+
+#[test]
+fn a_claimed_warm_pods_story_is_the_jobs_and_keeps_what_it_could_not_pre_pull() {
+    let mut journal = Journal::default();
+    let mut warm = story("w1", "c1", 0, t(100));
+    warm.warm = Some(WarmStory { made: t(100), claimed: None, pull_failures: Vec::new() });
+    journal.created(warm);
+    let failures = vec!["busybox:1.36: docker pull exited with 1: manifest unknown".to_owned()];
+    journal.claimed("w1", job(7), t(160), failures.clone());
+    let claimed = journal.story("w1").unwrap();
+    assert_eq!(claimed.job.job_id, 7);
+    assert_eq!(claimed.timeline, [(Stage::Created, t(160))], "timed from the claim");
+    let expected = WarmStory { made: t(100), claimed: Some(t(160)), pull_failures: failures.clone() };
+    assert_eq!(claimed.warm.as_ref(), Some(&expected));
+    journal.removed("w1", "job completed", None, t(200));
+    let dead = journal.postmortem_of_job(7).expect("a post-mortem");
+    assert_eq!(dead.warm.as_ref().map(|w| w.pull_failures.clone()), Some(failures), "the post-mortem keeps them");
+}
