@@ -127,6 +127,9 @@ pub enum RemovalReason {
     WarmIdle,
     /// A warm pod beyond its pool's size or the cluster profile's limits.
     WarmSurplus,
+    /// A warm pod nobody here was making that did not come up within
+    /// `auto_register_timeout`.
+    WarmNotUp,
 }
 
 impl RemovalReason {
@@ -137,6 +140,7 @@ impl RemovalReason {
             Self::Unused => "unused",
             Self::WarmIdle => "warm-idle",
             Self::WarmSurplus => "warm-surplus",
+            Self::WarmNotUp => "warm-not-up",
         }
     }
 
@@ -148,6 +152,7 @@ impl RemovalReason {
             Self::Unused => "its job was cancelled before it got it, and GoCD disabled the agent",
             Self::WarmIdle => "it was a warm pod no job claimed within WarmPoolIdleMinutes",
             Self::WarmSurplus => "it was a warm pod beyond its pool's size or the cluster profile's limits",
+            Self::WarmNotUp => "it was a warm pod that did not come up within auto_register_timeout",
         }
     }
 }

@@ -47,6 +47,18 @@ pub struct WarmPod {
     pub state: WarmState,
 }
 
+impl WarmState {
+    /// As the status pages and the `gocd_dind_warm_pods` gauge name it: being made and
+    /// not up yet are both `warming`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Making | Self::Warming => "warming",
+            Self::Ready => "ready",
+            Self::Leaving => "leaving",
+        }
+    }
+}
+
 /// How many warm pods a pool keeps, and how long one may wait for a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolShape {
@@ -56,7 +68,11 @@ pub struct PoolShape {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarmState {
-    /// Being made: dockerd starting, images being pulled.
+    /// Being made by this service: dockerd starting, images being pulled. Its maker
+    /// bounds it by `auto_register_timeout`, so no rule removes it meanwhile.
+    Making,
+    /// Not up yet, and nobody here is making it (say, made before a restart): removed
+    /// once it has not come up within `auto_register_timeout`.
     Warming,
     /// Up and claimable.
     Ready,

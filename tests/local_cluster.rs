@@ -75,7 +75,8 @@ pub fn prepare() -> Value {
         // kubelet would try to pull a missing image, and there is no registry here.
         assert!(
             images.lines().any(|l| l == format!("docker.io/{image}")),
-            "test image {image} is not in the cluster's containerd; run `bash .ci/k8s-up.sh`"
+            "test image {image} is not in the cluster's containerd (kubelet removes unused images when the disk \
+             is nearly full: free some); run `bash .ci/k8s-up.sh`"
         );
     }
     let base = copy_deploy(&["base"]);

@@ -32,10 +32,12 @@ pub fn claimable(pods: &[PodInfo], pool: &PoolId) -> Option<String> {
 }
 
 /// A warm pod that may make room for a job of `pool`: one of another pool (a pod of the
-/// job's own pool still warming will be claimable soon), the oldest.
+/// job's own pool still warming will be claimable soon), the oldest; never one this
+/// service is still making (its maker would go on making it).
 pub fn evictable(pods: &[PodInfo], pool: Option<&PoolId>) -> Option<String> {
-    let others =
-        pods.iter().filter(|p| warm(p).is_some_and(|w| Some(&w.pool) != pool && w.state != WarmState::Leaving));
+    let others = pods.iter().filter(|p| {
+        warm(p).is_some_and(|w| Some(&w.pool) != pool && !matches!(w.state, WarmState::Leaving | WarmState::Making))
+    });
     by_age(others).first().map(|p| p.name.clone())
 }
 
@@ -59,10 +61,14 @@ pub fn plan_fill(pods: &[PodInfo], registered: &BTreeSet<String>, limits: Limits
 /// - a warm pod whose dockerd stopped is removed;
 /// - one that waited its pool's idle time is removed and not replaced (only a job of
 ///   its profile makes new ones), so the pool of a profile no longer used drains;
+/// - one nobody here is making that has not come up within `auto_register_timeout`
+///   (left starting by a service that stopped, or a pod no node takes) is removed;
 /// - a pool holding more than its size loses the surplus;
 /// - while the cluster holds more pods than its limits allow (a limit was lowered),
 ///   warm pods go first; pods serving jobs are never touched here;
-/// - one left `Leaving` (a removal that did not finish) is removed again.
+/// - one left `Leaving` (a removal that did not finish) is removed again;
+/// - one this service is still making is never removed: it counts, and the next ping
+///   decides once it is up (its start is bounded by `auto_register_timeout`).
 ///
 /// A pool's size and idle time are those its profile last asked for (`cluster.pools`),
 /// else the ones on its pods' labels.
@@ -84,6 +90,8 @@ pub fn plan_drain(
             removals.push((pod.name.clone(), RemovalReason::WarmSurplus));
         } else if w.state == WarmState::Ready && age >= shape.idle {
             removals.push((pod.name.clone(), RemovalReason::WarmIdle));
+        } else if w.state == WarmState::Warming && age >= cluster.auto_register_timeout {
+            removals.push((pod.name.clone(), RemovalReason::WarmNotUp));
         } else {
             active.entry(&w.pool).or_default().push(pod);
         }
@@ -94,9 +102,11 @@ pub fn plan_drain(
             .pools
             .get(pool)
             .map_or_else(|| pods.iter().map(|p| shape_of(p).size).max().unwrap_or(0), |s| s.size);
-        let surplus = pods.len().saturating_sub(size);
-        removals.extend(pods[..surplus].iter().map(|p| (p.name.clone(), RemovalReason::WarmSurplus)));
-        kept.extend(&pods[surplus..]);
+        let (making, removable): (Vec<&PodInfo>, Vec<&PodInfo>) =
+            pods.into_iter().partition(|p| state_of(p) == WarmState::Making);
+        let surplus = (making.len() + removable.len()).saturating_sub(size).min(removable.len());
+        removals.extend(removable[..surplus].iter().map(|p| (p.name.clone(), RemovalReason::WarmSurplus)));
+        kept.extend(&removable[surplus..]);
     }
     let gone = removals.len();
     let mut total = cluster.pods.len().saturating_sub(gone);
@@ -114,6 +124,10 @@ pub fn plan_drain(
 
 fn shape_of(pod: &PodInfo) -> crate::listing::PoolShape {
     warm(pod).expect("a warm pod").shape
+}
+
+fn state_of(pod: &PodInfo) -> WarmState {
+    warm(pod).expect("a warm pod").state
 }
 
 #[cfg(test)]

@@ -450,7 +450,10 @@ impl Service {
                 }
                 Action::DeletePod { cluster, name, reason } => {
                     let Some(cluster) = clusters.iter().find(|c| c.id == cluster) else { continue };
-                    let warm_rule = matches!(reason, RemovalReason::WarmIdle | RemovalReason::WarmSurplus);
+                    let warm_rule = matches!(
+                        reason,
+                        RemovalReason::WarmIdle | RemovalReason::WarmSurplus | RemovalReason::WarmNotUp
+                    );
                     let removable = {
                         let mut registry = self.registry.lock().unwrap();
                         // A warm pod a job claimed since the listing is that job's now.

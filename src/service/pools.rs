@@ -107,11 +107,10 @@ impl Service {
         for cluster in clusters {
             for pod in registry.cluster_pods(&cluster) {
                 let Some(warm) = pod.warm else { continue };
-                let state = match warm.state {
-                    WarmState::Warming => "warming",
-                    WarmState::Ready => "ready",
-                    WarmState::Leaving => continue,
-                };
+                if warm.state == WarmState::Leaving {
+                    continue;
+                }
+                let state = warm.state.as_str();
                 *counts.entry((cluster.clone(), warm.pool.0, state)).or_default() += 1;
             }
         }

@@ -41,14 +41,22 @@ impl PodRecord {
         Self { cluster, info, lifecycle, pull_failures: Vec::new() }
     }
 
+    /// An unclaimed warm pod's state by what this process knows: being made here, being
+    /// removed, else as listed (up or not).
+    pub fn warm_state(&self) -> Option<WarmState> {
+        self.info.warm.as_ref()?;
+        Some(match self.lifecycle {
+            Lifecycle::Terminating => WarmState::Leaving,
+            Lifecycle::Creating => WarmState::Making,
+            Lifecycle::Live if self.info.phase == PodPhase::Running => WarmState::Ready,
+            Lifecycle::Live => WarmState::Warming,
+        })
+    }
+
     fn as_rules_see_it(&self) -> PodInfo {
         let mut info = self.info.clone();
-        if let Some(warm) = &mut info.warm {
-            warm.state = match self.lifecycle {
-                Lifecycle::Terminating => WarmState::Leaving,
-                Lifecycle::Live if info.phase == PodPhase::Running => WarmState::Ready,
-                Lifecycle::Creating | Lifecycle::Live => WarmState::Warming,
-            };
+        if let (Some(warm), Some(state)) = (&mut info.warm, self.warm_state()) {
+            warm.state = state;
         }
         info
     }
@@ -92,7 +100,7 @@ impl Registry {
 
     /// A warm pod of `pool` is being made.
     pub fn insert_warming(&mut self, cluster: ClusterId, name: &str, pool: PoolId, shape: PoolShape, now: SystemTime) {
-        let warm = Some(WarmPod { pool, shape, state: WarmState::Warming });
+        let warm = Some(WarmPod { pool, shape, state: WarmState::Making });
         let info =
             PodInfo { name: name.to_owned(), job_id: 0, job: None, created: now, phase: PodPhase::Starting, warm };
         self.pods.insert(name.to_owned(), PodRecord::new(cluster, info, Lifecycle::Creating));
@@ -128,9 +136,11 @@ impl Registry {
     }
 
     /// Marks an unclaimed warm pod as being removed; `false` (and nothing changed) when a
-    /// job claimed it meanwhile, or it is gone.
+    /// job claimed it meanwhile, it is still being made (its maker would go on making
+    /// it), or it is gone.
     pub fn begin_warm_removal(&mut self, name: &str) -> bool {
-        let Some(record) = self.pods.get_mut(name).filter(|r| r.info.warm.is_some()) else { return false };
+        let removable = |r: &&mut PodRecord| r.info.warm.is_some() && r.lifecycle != Lifecycle::Creating;
+        let Some(record) = self.pods.get_mut(name).filter(removable) else { return false };
         record.lifecycle = Lifecycle::Terminating;
         true
     }
@@ -183,6 +193,9 @@ impl Registry {
                 Some(record)
                     if record.lifecycle == Lifecycle::Creating
                         && (record.info.warm.is_some() || info.warm.is_some()) => {}
+                // A pod this process bound to a job, listed from a cache that has not
+                // seen the claim yet (Kubernetes' watch may lag): still the job's.
+                Some(record) if record.info.job_id != 0 && record.info.warm.is_none() && info.warm.is_some() => {}
                 Some(record) => {
                     if info.job.is_none() {
                         info.job = record.info.job.take();
@@ -323,8 +336,9 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100);
         r.insert_warming(c("c1"), "w1", PoolId("A".into()), shape, SystemTime::UNIX_EPOCH);
         r.refresh(&c("c1"), vec![listed_warm("w1", PodPhase::Running)]);
-        assert_eq!(warm_state(&r, "w1"), Some(WarmState::Warming), "up in the listing, images still being pulled");
+        assert_eq!(warm_state(&r, "w1"), Some(WarmState::Making), "up in the listing, images still being pulled");
         assert!(!r.claim("w1", &job(7), now), "not claimable while being made");
+        assert!(!r.begin_warm_removal("w1"), "not removed while being made: its maker goes on");
         r.warm_ready("w1", vec!["busybox: manifest unknown".into()]);
         assert_eq!(warm_state(&r, "w1"), Some(WarmState::Ready));
         assert!(r.find_by_job(0).is_none(), "a warm pod is nobody's");
@@ -338,6 +352,23 @@ mod tests {
         r.refresh(&c("c1"), vec![listed("w1", 7, PodPhase::Running)]);
         assert_eq!(r.get("w1").unwrap().lifecycle, Lifecycle::Live, "the listing shows it bound and running");
         assert_eq!(r.find_by_job(7).map(|p| p.info.name.as_str()), Some("w1"));
+    }
+
+    #[test]
+    fn a_listing_that_has_not_seen_a_claim_leaves_the_pod_bound() {
+        let mut r = Registry::default();
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100);
+        r.refresh(&c("c1"), vec![listed_warm("w1", PodPhase::Running)]);
+        assert!(r.claim("w1", &job(7), now));
+        // The claim is done (the agent has its key); Kubernetes' watch still shows the
+        // pod as it was before the bind.
+        r.set_lifecycle("w1", Lifecycle::Live);
+        r.refresh(&c("c1"), vec![listed_warm("w1", PodPhase::Running)]);
+        let bound = r.get("w1").unwrap();
+        assert_eq!((bound.info.job_id, bound.info.created), (7, now), "still the job's pod, timed from its claim");
+        assert!(warm_state(&r, "w1").is_none(), "not warm again");
+        assert!(!r.claim("w1", &job(8), now), "never claimed by another job");
+        assert!(!r.begin_warm_removal("w1"), "never drained as warm");
     }
 
     #[test]

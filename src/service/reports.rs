@@ -326,12 +326,8 @@ impl Service {
             .collect();
         let registry = self.registry.lock().unwrap();
         for record in registry.all().filter(|r| &r.cluster == cluster) {
-            let Some(warm) = record.info.warm.as_ref() else { continue };
-            let state = match (record.lifecycle, &record.info.phase) {
-                (Lifecycle::Terminating, _) => "leaving",
-                (Lifecycle::Live, PodPhase::Running) => "ready",
-                _ => "warming",
-            };
+            let (Some(warm), Some(state)) = (record.info.warm.as_ref(), record.warm_state()) else { continue };
+            let state = state.as_str();
             let pool = pools.entry(warm.pool.0.clone()).or_insert_with(|| PoolView {
                 pool: warm.pool.0.clone(),
                 shape: Some(warm.shape),

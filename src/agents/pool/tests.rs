@@ -31,7 +31,8 @@ fn job_pod(name: &str, job_id: i64) -> PodInfo {
 
 /// A warm pod of `pool_name` made `age` minutes before t0 + 60 min (so a larger age is older).
 fn warm_pod(name: &str, pool_name: &str, state: WarmState, age: u64) -> PodInfo {
-    let phase = if state == WarmState::Warming { PodPhase::Starting } else { PodPhase::Running };
+    let phase =
+        if matches!(state, WarmState::Warming | WarmState::Making) { PodPhase::Starting } else { PodPhase::Running };
     PodInfo {
         name: name.to_owned(),
         job_id: 0,
@@ -97,6 +98,16 @@ fn create_agent_claims_a_warm_pod_of_the_jobs_pool_or_makes_room() {
             TotalLimit { total: 3, max: 3 },
         ),
         (
+            "a pod this service is still making is not evicted (its maker would go on)",
+            vec![job_pod("p1", 1), warm_pod("w1", "B", WarmState::Making, 1)], &[], Some("A"),
+            PendingLimit { pending: 2, max: 2 },
+        ),
+        (
+            "one nobody makes that is not up yet may make room",
+            vec![job_pod("p1", 1), warm_pod("w1", "B", WarmState::Warming, 1)], &[], Some("A"),
+            CreateAfterEvicting("w1".into()),
+        ),
+        (
             "a pod being removed is not evicted again",
             vec![job_pod("p1", 1), warm_pod("w1", "B", WarmState::Leaving, 1)], &[], Some("A"),
             PendingLimit { pending: 2, max: 2 },
@@ -123,6 +134,7 @@ fn a_pool_is_filled_to_its_size_within_the_limits() {
         ("size 0 makes none", vec![], &[], 0, 0),
         ("one ready", vec![ready("w1", "A", 1)], &[], 2, 1),
         ("one warming counts", vec![warm_pod("w1", "A", WarmState::Warming, 1)], &[], 2, 1),
+        ("one being made counts", vec![warm_pod("w1", "A", WarmState::Making, 1)], &[], 2, 1),
         ("full", vec![ready("w1", "A", 1), ready("w2", "A", 2)], &[], 2, 0),
         ("above its size (resized down): none", vec![ready("w1", "A", 1), ready("w2", "A", 2)], &[], 1, 0),
         ("one being removed does not count", vec![warm_pod("w1", "A", WarmState::Leaving, 1)], &["x"], 2, 1),
@@ -151,7 +163,7 @@ const ROOMY: Limits = Limits { max_pending: 100, max_total: 100 };
 
 #[test]
 fn server_ping_drains_idle_surplus_and_over_limit_warm_pods() {
-    use RemovalReason::{Stopped, WarmIdle, WarmSurplus};
+    use RemovalReason::{Stopped, WarmIdle, WarmNotUp, WarmSurplus};
     let resized = PoolShape { size: 1, ..SHAPE };
     let quicker = PoolShape { idle: minutes(5), ..SHAPE };
     let stopped = {
@@ -165,7 +177,19 @@ fn server_ping_drains_idle_surplus_and_over_limit_warm_pods() {
         ("one that waited its idle time goes", snapshot(vec![ready("w1", "A", 1), ready("w2", "A", 30)], ROOMY, &[]), vec![("w2", WarmIdle)]),
         ("a pool no profile asked for since a restart goes by its labels", snapshot(vec![ready("w1", "Z", 45)], ROOMY, &[("A", SHAPE)]), vec![("w1", WarmIdle)]),
         ("a shorter idle time the profile asks for now", snapshot(vec![ready("w1", "A", 6)], ROOMY, &[("A", quicker)]), vec![("w1", WarmIdle)]),
-        ("one still warming is not idle", snapshot(vec![warm_pod("w1", "A", WarmState::Warming, 45)], ROOMY, &[]), vec![]),
+        ("one still being made is never removed", snapshot(vec![warm_pod("w1", "A", WarmState::Making, 45)], ROOMY, &[]), vec![]),
+        ("one nobody makes, not up yet, stays within auto_register_timeout", snapshot(vec![warm_pod("w1", "A", WarmState::Warming, 9)], ROOMY, &[]), vec![]),
+        ("one nobody makes, not up within auto_register_timeout, goes", snapshot(vec![warm_pod("w1", "A", WarmState::Warming, 10)], ROOMY, &[]), vec![("w1", WarmNotUp)]),
+        (
+            "beyond the pool's size: one being made counts but is not the one removed",
+            snapshot(vec![ready("w1", "A", 1), ready("w2", "A", 2), warm_pod("w3", "A", WarmState::Making, 5)], ROOMY, &[]),
+            vec![("w2", WarmSurplus)],
+        ),
+        (
+            "over a lowered limit: one being made is left to the next ping",
+            snapshot(vec![job_pod("p1", 1), warm_pod("w1", "A", WarmState::Making, 3)], Limits { max_pending: 100, max_total: 1 }, &[]),
+            vec![],
+        ),
         ("a stopped one goes", snapshot(vec![stopped], ROOMY, &[]), vec![("w-dead", Stopped)]),
         ("one whose removal did not finish goes", snapshot(vec![warm_pod("w1", "A", WarmState::Leaving, 1)], ROOMY, &[]), vec![("w1", WarmSurplus)]),
         (
