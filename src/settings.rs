@@ -8,6 +8,7 @@ mod checks;
 pub mod cluster;
 pub mod elastic;
 mod field;
+mod image_ref;
 mod pool;
 mod quantity;
 

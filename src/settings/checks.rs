@@ -21,15 +21,12 @@ pub fn validate_http_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// A reference that would only fail at pull time, after a pod was made for it, is refused
+/// here with what is wrong (the grammar is in `image_ref.rs`).
 pub fn validate_image(image: &str) -> Result<(), String> {
-    let ok = !image.is_empty()
-        && image.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
-        && !image.starts_with(['-', '/', ':', '@']);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("'{image}' is not an image reference like registry.example.com/team/image:tag"))
-    }
+    super::image_ref::check(image).map_err(|wrong| {
+        format!("'{image}' is not an image reference like registry.example.com/team/image:tag: {wrong}")
+    })
 }
 
 /// Comma- (or whitespace-) separated Secret names, each a Kubernetes object name. The

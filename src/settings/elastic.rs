@@ -250,11 +250,14 @@ mod tests {
         let set = ElasticSettings::parse(&Properties::from_pairs(&[
             ("WarmPoolSize", "2"),
             ("WarmPoolIdleMinutes", "5"),
-            ("PrePullImages", "# tools\nbusybox:1.36\n\nregistry.example.com:5000/team/build@sha256:0123\n"),
+            ("PrePullImages", &format!("# tools\nbusybox:1.36\n\nregistry.example.com:5000/team/build@{DIGEST}\n")),
         ]))
         .unwrap();
         assert_eq!((set.warm_pool_size, set.warm_pool_idle), (2, Duration::from_secs(300)));
-        assert_eq!(set.pre_pull_images, ["busybox:1.36", "registry.example.com:5000/team/build@sha256:0123"]);
+        assert_eq!(
+            set.pre_pull_images,
+            ["busybox:1.36".to_owned(), format!("registry.example.com:5000/team/build@{DIGEST}")]
+        );
         let errors = ElasticSettings::parse(&Properties::from_pairs(&[
             ("WarmPoolSize", "-1"),
             ("WarmPoolIdleMinutes", "0"),
@@ -267,7 +270,33 @@ mod tests {
             [
                 "WarmPoolSize: '-1' must be a whole number from 0 to 50",
                 "WarmPoolIdleMinutes: '0' must be a whole number from 1 to 1440",
-                "PrePullImages: line 2: 'not an image' is not an image reference like registry.example.com/team/image:tag; line 3: busybox is listed twice",
+                "PrePullImages: line 2: 'not an image' is not an image reference like registry.example.com/team/image:tag: the repository name 'not an image' must be lowercase letters and digits, separated by '.', '_', '__' or '-', with '/' between parts; line 3: busybox is listed twice",
+            ]
+        );
+    }
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// What Docker would refuse only at pull time, after a pod was made for it, is
+    /// refused with the profile, under its key, saying what is wrong.
+    #[test]
+    fn an_image_reference_follows_the_registry_grammar() {
+        let errors = ElasticSettings::parse(&Properties::from_pairs(&[
+            ("Image", "gocd/Agent:v1"),
+            ("DindImage", "docker:dind@"),
+            ("PrePullImages", "busybox:1.36\nregistry.example.com/team/\nmaven@sha256:0123"),
+        ]))
+        .unwrap_err();
+        let messages: Vec<_> = errors.iter().map(|e| format!("{}: {}", e.key, e.message)).collect();
+        let like = "is not an image reference like registry.example.com/team/image:tag";
+        assert_eq!(
+            messages,
+            [
+                format!("Image: 'gocd/Agent:v1' {like}: the repository name 'gocd/Agent' must be lowercase"),
+                format!("DindImage: 'docker:dind@' {like}: '@' must be followed by a digest, e.g. @sha256:<64 hex digits>"),
+                format!(
+                    "PrePullImages: line 2: 'registry.example.com/team/' {like}: the repository name has an empty part (a leading, trailing or doubled '/'); line 3: 'maven@sha256:0123' {like}: 'sha256:0123' is not a digest: an algorithm, ':' and at least 32 hex digits, e.g. sha256:<64 hex digits>"
+                ),
             ]
         );
     }
