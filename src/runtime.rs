@@ -100,6 +100,11 @@ pub enum RuntimeError {
         "dockerd in pod {pod} did not answer over TLS after {seconds:.1} s ({why}); last lines of its log:\n{log_tail}"
     )]
     DaemonNotReady { pod: String, why: String, seconds: f64, log_tail: String },
+    /// A claim found its warm pod bound to a job already: another claim (of this
+    /// process, or of another service sharing the cluster) won it. The pod serves that
+    /// claim's job now, so the loser must leave it alone.
+    #[error("{0}")]
+    AlreadyClaimed(String),
     #[error("{0}")]
     Other(String),
 }
@@ -137,7 +142,7 @@ impl RuntimeError {
                 FailureReason::Unschedulable
             }
             Self::DaemonNotReady { .. } => FailureReason::DindNotReady,
-            Self::Other(_) => FailureReason::Other,
+            Self::AlreadyClaimed(_) | Self::Other(_) => FailureReason::Other,
         }
     }
 }
@@ -187,7 +192,10 @@ pub trait Runtime: Send + Sync {
     /// ([`crate::pod::Binding::Job`], no TLS material: the pod has its own) and starts
     /// its agent with the job's register key and environment; returns once the agent
     /// started. Refused, binding nothing, when the pod is not an unclaimed warm pod of
-    /// `owner`: two claims of one pod, even from two processes, bind it once.
+    /// `owner`: two claims of one pod, even from two processes, bind it once. The loser
+    /// gets [`RuntimeError::AlreadyClaimed`] (the pod is bound to a job already), which
+    /// tells it apart from a pod that cannot be claimed at all: the loser must not remove
+    /// a pod that now serves the winner's job.
     async fn claim_pod(&self, _owner: &Ownership, _claim: &AgentPod) -> Result<(), RuntimeError> {
         Err(RuntimeError::Rejected(NO_WARM_PODS.into()))
     }

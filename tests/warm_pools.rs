@@ -364,3 +364,124 @@ async fn profiles_that_build_the_same_pods_share_a_pool_and_one_without_a_pool_n
     h.harness.service.settle().await;
     assert_eq!(warm(&h).len(), 2, "a job of the profile with the pool refills it");
 }
+
+/// A second service of the same GoCD server sharing the cluster (same server id, same
+/// runtime), as a rolling upgrade or a second replica runs.
+async fn second_service(h: &MemoryHarness) -> MemoryHarness {
+    let other = gocd_dind::demo::Harness::start(
+        std::sync::Arc::new(gocd_dind::runtime::memory::MemoryProvider::new(h.runtime.clone())),
+        h.clock.clone(),
+        gocd_dind::service::ServiceOptions { allow_memory_runtime: true },
+    )
+    .await
+    .unwrap();
+    other.gocd.set_server_id(&h.harness.gocd.server_id());
+    MemoryHarness { harness: other, runtime: h.runtime.clone(), clock: h.clock.clone() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_that_loses_the_race_for_a_warm_pod_leaves_it_to_the_winners_job() {
+    let h = memory_harness().await;
+    let cluster = memory_cluster(&[]);
+    let elastic = json!({"WarmPoolSize": "1"});
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &elastic, 1)).await;
+    h.harness.service.settle().await;
+    let [contested] = <[String; 1]>::try_from(warm(&h)).unwrap();
+    let other = second_service(&h).await;
+    // Both services see the same warm pod up and claim it, each for its own job; the
+    // claims wait together, then race.
+    h.runtime.hold_creates();
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &elastic, 2)).await;
+    send(&other, "cd.go.elastic-agent.create-agent", &body(&cluster, &elastic, 3)).await;
+    h.runtime.release_creates();
+    h.harness.service.settle().await;
+    other.harness.service.settle().await;
+    h.harness.service.settle().await;
+
+    // The loser is placed again: a new pod, or a warm pod made since (a refill).
+    let claims = h.runtime.claims();
+    let of_contested: Vec<&Claim> = claims.iter().filter(|c| c.pod == contested).collect();
+    assert_eq!(of_contested.len(), 1, "one claim binds the pod: {claims:?}");
+    let claimed: BTreeSet<&str> = claims.iter().map(|c| c.pod.as_str()).collect();
+    assert_eq!(claimed.len(), claims.len(), "no warm pod claimed twice: {claims:?}");
+    let winner = of_contested[0].job_id;
+    let loser = if winner == 2 { 3 } else { 2 };
+    assert_eq!(pod_of(&h, winner), contested, "the winner's job keeps its pod");
+    let fresh = pod_of(&h, loser);
+    assert_ne!(fresh, contested, "the loser's job got a pod of its own");
+    let loser_console = if loser == 2 { h.harness.gocd.console_text() } else { other.harness.gocd.console_text() };
+    assert!(
+        loser_console.contains(&format!("Warm pod {contested} was claimed by another job first")),
+        "{loser_console}"
+    );
+    assert!(!loser_console.contains("Claiming warm pod"), "not told as a failed claim: {loser_console}");
+}
+
+#[tokio::test]
+async fn a_warm_pod_whose_claim_and_removal_failed_stays_counted_and_is_removed_by_server_ping() {
+    let h = memory_harness().await;
+    let cluster = memory_cluster(&[("max_running_agents", "3")]);
+    let elastic = json!({"WarmPoolSize": "1"});
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &elastic, 1)).await;
+    h.harness.service.settle().await;
+    let [failing] = <[String; 1]>::try_from(warm(&h)).unwrap();
+    // The claim binds the pod to job 2 and then fails (a Kubernetes exec that fails after
+    // the bind patch); removing the pod fails too.
+    h.runtime.fail_claims_with(Some("handing its agent the job failed"));
+    h.runtime.fail_deletes_with(Some("the engine refused the removal"));
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &elastic, 2)).await;
+    h.harness.service.settle().await;
+    h.runtime.fail_claims_with(None);
+    assert!(h.runtime.pods().iter().any(|p| p.info.name == failing), "its removal failed");
+    let fresh: Vec<String> = h
+        .runtime
+        .pods()
+        .into_iter()
+        .filter(|p| p.info.job_id == 2 && p.info.name != failing)
+        .map(|p| p.info.name)
+        .collect();
+    assert_eq!(fresh.len(), 1, "job 2 got a pod of its own: {fresh:?}");
+    assert!(h.runtime.peak() <= 3, "the pod left behind counts against max_running_agents: peak {}", h.runtime.peak());
+
+    // A listing shows the failed pod bound to job 2: it still never gets the job.
+    ping(&h, &cluster).await;
+    assert!(h.runtime.pods().iter().any(|p| p.info.name == failing), "server-ping's removal failed too");
+    assert!(!assign(&h, &cluster, &failing, 2).await, "the pod whose claim failed never gets the job");
+
+    h.runtime.fail_deletes_with(None);
+    ping(&h, &cluster).await;
+    assert!(h.runtime.pods().iter().all(|p| p.info.name != failing), "server-ping retried the removal");
+    assert!(h.runtime.peak() <= 3, "peak {}", h.runtime.peak());
+}
+
+#[tokio::test]
+async fn a_job_whose_eviction_failed_waits_at_the_limit_instead_of_breaking_it() {
+    let h = memory_harness().await;
+    let cluster = memory_cluster(&[("max_running_agents", "3"), ("max_pending_agents", "3")]);
+    let a = json!({"WarmPoolSize": "2"});
+    let b = json!({"Image": "gocd/gocd-agent-wolfi:v25.4.0-b"});
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &a, 1)).await;
+    h.harness.service.settle().await;
+    assert_eq!(warm(&h).len(), 2, "3 pods: job 1's and two warm");
+    h.runtime.fail_deletes_with(Some("the engine refused the removal"));
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &b, 2)).await;
+    h.harness.service.settle().await;
+    assert!(h.runtime.pods().iter().all(|p| p.info.job_id != 2), "no pod for job 2 beyond the limit");
+    assert_eq!(h.runtime.peak(), 3, "max_running_agents held");
+    let console = h.harness.gocd.console_text();
+    assert!(
+        console.contains("Not creating an agent pod yet: 3 agent pods exist (max_running_agents = 3)"),
+        "{console}"
+    );
+
+    // The removal works again: server-ping removes the warm pod left leaving, and GoCD's
+    // next create-agent for the job gets its place.
+    // Both warm pods were offered in turn, and both are left leaving.
+    h.runtime.fail_deletes_with(None);
+    ping(&h, &cluster).await;
+    assert!(warm(&h).is_empty(), "{:?}", warm(&h));
+    send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &b, 2)).await;
+    h.harness.service.settle().await;
+    pod_of(&h, 2);
+    assert_eq!(h.runtime.peak(), 3, "max_running_agents held");
+}

@@ -116,6 +116,17 @@ impl DockerRuntime {
     }
 
     pub(super) async fn create_container(&self, plan: &ContainerPlan) -> Result<(), RuntimeError> {
+        self.create_container_or(plan, |e| RuntimeError::Rejected(format!("creating container {}: {e}", plan.name)))
+            .await
+    }
+
+    /// [`Self::create_container`], with `refused` telling what the engine's refusal to
+    /// create it means (a claim reads a name clash as a lost race).
+    pub(super) async fn create_container_or(
+        &self,
+        plan: &ContainerPlan,
+        refused: impl FnOnce(bollard::errors::Error) -> RuntimeError,
+    ) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
         let body = self.with_path(plan).await;
         docker
@@ -124,7 +135,7 @@ impl DockerRuntime {
                 body,
             )
             .await
-            .map_err(|e| RuntimeError::Rejected(format!("creating container {}: {e}", plan.name)))?;
+            .map_err(refused)?;
         if !plan.files.is_empty() || !plan.open_dirs.is_empty() {
             let tar = archive::tar(&plan.files, &plan.open_dirs)
                 .map_err(|e| RuntimeError::Other(format!("packing files: {e}")))?;

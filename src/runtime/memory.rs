@@ -21,6 +21,7 @@ pub struct StoredPod {
 struct Faults {
     fail_create: Option<String>,
     fail_claim: Option<String>,
+    fail_delete: Option<String>,
     panic_create: bool,
     unreachable: bool,
     /// Images whose `docker pull` in a pod's dind fails.
@@ -114,9 +115,30 @@ impl MemoryRuntime {
         self.dind_commands.lock().unwrap().clone()
     }
 
-    /// Claims fail (after the pod was checked) until called with `None`.
+    /// Claims fail until called with `None`: after the pod was checked and bound to the
+    /// job, as a Kubernetes claim whose exec into the agent fails after the bind patch.
     pub fn fail_claims_with(&self, reason: Option<&str>) {
         self.faults.lock().unwrap().fail_claim = reason.map(str::to_owned);
+    }
+
+    /// Removing a pod fails, leaving it as it is, until called with `None`.
+    pub fn fail_deletes_with(&self, reason: Option<&str>) {
+        self.faults.lock().unwrap().fail_delete = reason.map(str::to_owned);
+    }
+
+    /// Binds warm pod `name` to `job_id` as another service sharing the cluster would
+    /// claim it: a claim of this service that has not bound it yet loses the race.
+    pub fn claim_elsewhere(&self, name: &str, job_id: i64) {
+        let mut pods = self.pods.lock().unwrap();
+        let stored = pods.get_mut(name).filter(|p| p.info.warm.is_some()).expect("an unclaimed warm pod");
+        stored
+            .pod
+            .pod
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(label_keys::JOB_ID.into(), job_id.to_string());
+        stored.info = PodInfo { job_id, warm: None, created: self.clock.now(), ..stored.info.clone() };
     }
 
     /// `docker pull IMAGE` fails in every pod's dind.
@@ -173,6 +195,18 @@ impl MemoryRuntime {
             return Err(RuntimeError::Unreachable("memory runtime switched off by the test".into()));
         }
         Ok(())
+    }
+
+    /// A claim of pod `name` may go on: it is an unclaimed warm pod of `owner`. One bound
+    /// to a job already lost a race; one that is gone or not ours cannot be claimed.
+    fn check_claimable(pods: &BTreeMap<String, StoredPod>, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {
+        match pods.get(name).filter(|p| Self::owned(p, owner)) {
+            None => Err(RuntimeError::Rejected(format!("{name} is gone"))),
+            Some(p) if p.info.warm.is_none() => {
+                Err(RuntimeError::AlreadyClaimed(format!("{name} was claimed meanwhile")))
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     fn owned(pod: &StoredPod, owner: &Ownership) -> bool {
@@ -282,27 +316,20 @@ impl Runtime for MemoryRuntime {
         let name = claim.pod.metadata.name.clone().unwrap_or_default();
         let labels = claim.pod.metadata.labels.clone().unwrap_or_default();
         let job_id: i64 = labels.get(label_keys::JOB_ID).and_then(|j| j.parse().ok()).unwrap_or_default();
-        {
-            let pods = self.pods.lock().unwrap();
-            let warm = pods.get(&name).filter(|p| Self::owned(p, owner)).is_some_and(|p| p.info.warm.is_some());
-            if !warm {
-                return Err(RuntimeError::Rejected(format!("{name} is not an unclaimed warm pod")));
-            }
-        }
+        Self::check_claimable(&self.pods.lock().unwrap(), owner, &name)?;
         let _ = self.creates_open.subscribe().wait_for(|open| *open).await;
+        let mut pods = self.pods.lock().unwrap();
+        Self::check_claimable(&pods, owner, &name)?;
+        let stored = pods.get_mut(&name).expect("checked");
+        stored.pod.pod.metadata.labels = Some(labels);
+        stored.pod.pod.metadata.annotations.clone_from(&claim.pod.metadata.annotations);
+        stored.info = PodInfo { job_id, warm: None, created: self.clock.now(), ..stored.info.clone() };
         if let Some(reason) = self.faults.lock().unwrap().fail_claim.clone() {
             return Err(RuntimeError::Other(reason));
         }
-        let mut pods = self.pods.lock().unwrap();
-        let Some(stored) = pods.get_mut(&name).filter(|p| p.info.warm.is_some()) else {
-            return Err(RuntimeError::Rejected(format!("{name} was claimed or removed meanwhile")));
-        };
-        stored.pod.pod.metadata.labels = Some(labels);
-        stored.pod.pod.metadata.annotations.clone_from(&claim.pod.metadata.annotations);
         stored.pod.pod.spec.clone_from(&claim.pod.spec);
         let key = claim.secret.data.iter().flatten().filter(|(k, _)| k.as_str() == secret_key::AUTO_REGISTER_KEY);
         stored.pod.secret.data.get_or_insert_with(BTreeMap::new).extend(key.map(|(k, v)| (k.clone(), v.clone())));
-        stored.info = PodInfo { job_id, warm: None, created: self.clock.now(), ..stored.info.clone() };
         drop(pods);
         self.claims.lock().unwrap().push(Claim { pod: name, job_id });
         Ok(())
@@ -328,6 +355,9 @@ impl Runtime for MemoryRuntime {
 
     async fn delete_pod(&self, owner: &Ownership, name: &str) -> Result<(), RuntimeError> {
         self.check_reachable()?;
+        if let Some(reason) = self.faults.lock().unwrap().fail_delete.clone() {
+            return Err(RuntimeError::Other(reason));
+        }
         let mut pods = self.pods.lock().unwrap();
         if pods.get(name).is_some_and(|p| Self::owned(p, owner)) {
             pods.remove(name);

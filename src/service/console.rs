@@ -29,7 +29,11 @@ pub fn pre_pull_failed(pod: &str, failure: &str) -> String {
 }
 
 pub fn claim_failed(pod: &str, error: &RuntimeError) -> String {
-    format!("Claiming warm pod {pod} failed ({error}); it is removed, and a pod is made for the job now.")
+    format!("Claiming warm pod {pod} failed ({error}); it is removed, and the job gets a new pod within the limits.")
+}
+
+pub fn claim_lost(pod: &str) -> String {
+    format!("Warm pod {pod} was claimed by another job first; it is left to that job, and this job is placed again.")
 }
 
 pub fn failed(pod: &str, error: &RuntimeError) -> String {

@@ -119,7 +119,7 @@ impl Service {
                         continue;
                     }
                     let (service, cluster, order) = (Arc::clone(self), cluster.clone(), order.clone());
-                    let pool = pool.cloned();
+                    let pool = pool.cloned().expect("a job claims a warm pod of its own pool");
                     self.tasks.spawn(async move { service.claim_warm(cluster, name, order, claim, pool).await });
                     return Ok(Decided::Claimed);
                 }
@@ -133,13 +133,52 @@ impl Service {
                     }
                     registry.insert_creating(cluster.id.clone(), &name, job, self.clock.now());
                     drop(registry);
-                    self.note_created(cluster, &name, job);
-                    let (service, cluster, job) = (Arc::clone(self), cluster.clone(), job.clone());
-                    self.tasks.spawn(async move { service.evict_then_start(cluster, evicted, built, job).await });
+                    let (service, cluster, order, pool) =
+                        (Arc::clone(self), cluster.clone(), order.clone(), pool.cloned());
+                    self.tasks
+                        .spawn(async move { service.evict_then_start(cluster, evicted, built, order, pool).await });
                     return Ok(Decided::Other);
                 }
                 decision => return self.create_or_hold(cluster, order, decision).map(|()| Decided::Other),
             }
+        }
+    }
+
+    /// Decides the job's pod again, as create-agent would, when its claim or eviction
+    /// did not work out: under the create lock, over a fresh listing (the pods of this
+    /// process when the listing fails). `passed_over` is a warm pod another claim won,
+    /// counted but never offered again even while a late listing shows it unclaimed.
+    pub(crate) async fn decide_again(
+        self: &Arc<Self>,
+        cluster: &Cluster,
+        order: &JobOrder,
+        pool: Option<&crate::settings::PoolId>,
+        passed_over: Option<&str>,
+    ) {
+        let lock = self.create_lock(&cluster.id);
+        let _one_decision_at_a_time = lock.lock().await;
+        let mut pods = match self.refresh(cluster).await {
+            Ok(pods) => pods,
+            Err(e) => {
+                warn!(error = %e, "cannot list pods to place the job again; deciding over what this process knows");
+                self.registry.lock().unwrap().cluster_pods(&cluster.id)
+            }
+        };
+        if let Some(pod) = pods.iter_mut().find(|p| Some(p.name.as_str()) == passed_over && p.warm.is_some()) {
+            pod.warm = None;
+        }
+        let registered: std::collections::BTreeSet<String> =
+            self.last_agents.lock().unwrap().iter().map(|a| a.agent_id.clone()).collect();
+        let limits =
+            Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
+        match self.decide(cluster, order, pods, &registered, limits, pool) {
+            Ok(Decided::Other) => {
+                if let Some(pool) = pool {
+                    self.fill_pool(cluster, order, pool, &registered, limits);
+                }
+            }
+            Ok(Decided::Claimed) => {}
+            Err(e) => self.console(&order.req.job_identifier, format!("No agent pod: {e}")),
         }
     }
 
@@ -535,6 +574,7 @@ pub(super) fn failure_kind(error: &crate::runtime::RuntimeError) -> &'static str
         RuntimeError::Unreachable(_) => "unreachable",
         RuntimeError::Rejected(_) => "rejected",
         RuntimeError::DaemonNotReady { .. } => "dockerd-not-ready",
+        RuntimeError::AlreadyClaimed(_) => "already-claimed",
         RuntimeError::Other(_) => "other",
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::listing::{PoolShape, WarmState};
 use crate::pod::{self, AgentPod, Binding, PodRequest};
 use crate::protocol::{CreateAgentRequest, JobIdentifier};
-use crate::runtime::StartOptions;
+use crate::runtime::{RuntimeError, StartOptions};
 use crate::settings::{ClusterId, ElasticSettings, PoolId};
 use crate::tls;
 
@@ -258,19 +258,20 @@ impl Service {
     /// Claims warm pod `name` (already bound to the job in the registry) for the order's
     /// job. Should the claim fail, the warm pod is removed and the job gets a pod made
     /// now, registered before the warm pod's record goes, so a concurrent create-agent
-    /// for the job never finds it without a pod.
+    /// for the job never finds it without a pod. A claim that lost the race for the pod
+    /// (another claim bound it first) leaves the pod to the winner, and so does one whose
+    /// removal failed (the pod is left leaving for server-ping): then the job is decided
+    /// again, since a new pod may not fit the limits.
     pub(crate) async fn claim_warm(
         self: Arc<Self>,
         cluster: Cluster,
         name: String,
         order: JobOrder,
         claim: AgentPod,
-        pool: Option<PoolId>,
+        pool: PoolId,
     ) {
-        self.claim(&cluster, &name, &order, &claim).await;
-        if let Some(pool) = pool {
-            self.refill(&cluster, &order, &pool).await;
-        }
+        self.claim(&cluster, &name, &order, &claim, &pool).await;
+        self.refill(&cluster, &order, &pool).await;
     }
 
     /// Fills the pool after a claim, under the create lock, against the agents GoCD
@@ -285,7 +286,7 @@ impl Service {
         self.fill_pool(cluster, order, pool, &registered, limits);
     }
 
-    async fn claim(self: &Arc<Self>, cluster: &Cluster, name: &str, order: &JobOrder, claim: &AgentPod) {
+    async fn claim(self: &Arc<Self>, cluster: &Cluster, name: &str, order: &JobOrder, claim: &AgentPod, pool: &PoolId) {
         let (cluster, name, order) = (cluster.clone(), name.to_owned(), order.clone());
         let record = CreatingRecord { registry: &self.registry, name: name.clone() };
         let job = order.job().clone();
@@ -308,12 +309,31 @@ impl Service {
                     self.console(&job, console::pre_pull_failed(&name, &failure));
                 }
             }
+            Err(RuntimeError::AlreadyClaimed(why)) => {
+                // The pod serves the winner's job now: removing it would kill that job.
+                // Its record goes (the next listing shows it as the winner's pod); a
+                // create-agent for this job meanwhile finds no pod and makes one, which
+                // the decision below then finds.
+                info!(pod = %name, %why, "another claim won the warm pod; it is left to its job");
+                self.console(&job, console::claim_lost(&name));
+                drop(record);
+                self.note_removed(&name, "another claim won it first; it serves that job and was left running", None);
+                self.decide_again(&cluster, &order, Some(pool), Some(&name)).await;
+            }
             Err(e) => {
                 warn!(pod = %name, error = %e, "claiming a warm pod failed; it is removed and the job gets a new pod");
                 self.console(&job, console::claim_failed(&name, &e));
                 let look = self.last_look(&cluster, &name).await;
                 if let Err(e) = cluster.runtime.delete_pod(&cluster.owner, &name).await {
+                    // Kept as a warm pod being removed: counted against the limits,
+                    // serving no job, removed again by server-ping. The job's new pod
+                    // must fit the limits beside it.
                     warn!(pod = %name, error = %e, "could not remove the warm pod whose claim failed; server-ping retries");
+                    let shape = PoolShape { size: order.elastic.warm_pool_size, idle: order.elastic.warm_pool_idle };
+                    self.registry.lock().unwrap().claim_failed(&name, pool.clone(), shape);
+                    drop(record);
+                    self.decide_again(&cluster, &order, Some(pool), None).await;
+                    return;
                 }
                 self.note_removed(&name, "its claim by a job failed", look);
                 self.metrics.removed("claim-failed");
@@ -339,14 +359,19 @@ impl Service {
     }
 
     /// Removes another pool's warm pod (already marked as leaving) to make room, then
-    /// makes the job's pod.
+    /// makes the job's pod (`pod`, registered already). When the removal fails the warm
+    /// pod is left leaving for server-ping, and the job's pod is not made, which would
+    /// break the limits: the job is decided again, and held at the limit.
     pub(crate) async fn evict_then_start(
         self: Arc<Self>,
         cluster: Cluster,
         evicted: String,
         pod: AgentPod,
-        job: JobIdentifier,
+        order: JobOrder,
+        pool: Option<PoolId>,
     ) {
+        let job = order.job().clone();
+        let name = pod.pod.metadata.name.clone().unwrap_or_default();
         let look = self.last_look(&cluster, &evicted).await;
         match cluster.runtime.delete_pod(&cluster.owner, &evicted).await {
             Ok(()) => {
@@ -358,11 +383,14 @@ impl Service {
                     look,
                 );
                 self.metrics.removed("warm-evicted");
+                self.note_created(&cluster, &name, &job);
+                self.start_pod(cluster, pod, job).await;
             }
             Err(e) => {
                 warn!(pod = %evicted, error = %e, "could not remove a warm pod to make room; server-ping retries");
+                self.registry.lock().unwrap().remove_if_creating(&name);
+                self.decide_again(&cluster, &order, pool.as_ref(), None).await;
             }
         }
-        self.start_pod(cluster, pod, job).await;
     }
 }

@@ -135,6 +135,18 @@ impl Registry {
         claimable
     }
 
+    /// A claim of warm pod `name` failed, and so did removing it: it is the pool's warm
+    /// pod again, being removed (leaving: counted against the limits, serving no job,
+    /// removed again by server-ping), though the failed claim may have bound it to the
+    /// job. The job's id stays on the record so that a listing showing that binding
+    /// does not turn it into the job's pod (`refresh`).
+    pub fn claim_failed(&mut self, name: &str, pool: PoolId, shape: PoolShape) {
+        if let Some(record) = self.pods.get_mut(name) {
+            record.info.warm = Some(WarmPod { pool, shape, state: WarmState::Leaving });
+            record.lifecycle = Lifecycle::Terminating;
+        }
+    }
+
     /// Marks an unclaimed warm pod as being removed; `false` (and nothing changed) when a
     /// job claimed it meanwhile, it is still being made (its maker would go on making
     /// it), or it is gone.
@@ -197,6 +209,14 @@ impl Registry {
                 // seen the claim yet (Kubernetes' watch may lag): still the job's.
                 Some(record) if record.info.job_id != 0 && record.info.warm.is_none() && info.warm.is_some() => {}
                 Some(record) => {
+                    // A warm pod whose failed claim bound it to this job stays a warm pod
+                    // being removed (`claim_failed`).
+                    let failed_claim = record.lifecycle == Lifecycle::Terminating
+                        && info.warm.is_none()
+                        && info.job_id == record.info.job_id;
+                    if failed_claim {
+                        info.warm.clone_from(&record.info.warm);
+                    }
                     if info.job.is_none() {
                         info.job = record.info.job.take();
                     }

@@ -8,7 +8,7 @@
 //! Container labels cannot change, so the binding to the job lives on the agent
 //! container's labels (and in the service's registry): a restarted service finds it there.
 //! The agent container's name is the pod's (`<pod>-agent`), so the engine itself refuses
-//! a second claim of one pod.
+//! a second claim of one pod (a name clash, 409: the loser's `AlreadyClaimed`).
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions};
@@ -93,7 +93,7 @@ impl DockerRuntime {
 
     /// Creates and starts the agent container of warm pod `claim.name` for the job the
     /// claim was built for. Refused when the pod is not an unclaimed warm pod of `owner`
-    /// whose dockerd runs.
+    /// whose dockerd runs; `AlreadyClaimed` when its agent container exists already.
     /// One inspection of dind (this is on the job's wait): ours, a warm pod's, running.
     /// That no agent container exists yet the engine checks itself when the claim
     /// creates one under the pod's agent name.
@@ -114,7 +114,16 @@ impl DockerRuntime {
         if inspected.state.and_then(|s| s.running) != Some(true) {
             return Err(RuntimeError::Rejected(format!("the dockerd of warm pod {} is not running", claim.name)));
         }
-        self.create_container(&agent_of_claim(claim)).await
+        let agent = agent_of_claim(claim);
+        self.create_container_or(&agent, |e| match e {
+            // Another claim (of this service or one sharing the engine) made the pod's
+            // agent container first: the pod serves its job now.
+            bollard::errors::Error::DockerResponseServerError { status_code: 409, message } => {
+                RuntimeError::AlreadyClaimed(format!("warm pod {} was claimed meanwhile: {message}", claim.name))
+            }
+            e => RuntimeError::Rejected(format!("creating container {}: {e}", agent.name)),
+        })
+        .await
     }
 }
 

@@ -2,7 +2,8 @@
 //! cluster credentials, so a warm pod's agent container waits in a small shell on a pipe
 //! in its own `emptyDir` (`pod::warm_script`). A claim first binds the pod to the job
 //! (one JSON patch that adds the job's label and annotations only if the pod's labels
-//! are still the warm pod's: two claims, even from two services, bind it once), then
+//! are still the warm pod's: two claims, even from two services, bind it once; the loser
+//! gets `AlreadyClaimed` and leaves the pod to the winner), then
 //! writes the job's register key and environment into the pipe through `pods/exec`
 //! stdin, never in the exec's command. The waiting shell reads them and runs the agent
 //! image's entrypoint.
@@ -86,8 +87,12 @@ impl KubernetesRuntime {
         let refused = |why: &str| RuntimeError::Rejected(format!("warm pod {name} cannot be claimed: {why}"));
         let pod = self.find(&name).await?.filter(|p| status::owned(p, owner)).ok_or_else(|| refused("it is gone"))?;
         let info = status::pod_info(&pod);
-        if info.warm.is_none() || status::terminating(&pod) {
-            return Err(refused("it is not an unclaimed warm pod"));
+        if status::terminating(&pod) {
+            return Err(refused("it is being removed"));
+        }
+        if info.warm.is_none() {
+            // Bound to a job already: another claim won it (this service's or another's).
+            return Err(RuntimeError::AlreadyClaimed(format!("warm pod {name} was claimed meanwhile")));
         }
         if info.phase != PodPhase::Running {
             return Err(refused("its agent is not waiting"));
@@ -157,7 +162,7 @@ impl KubernetesRuntime {
                 async move { self.pods(c).patch(&name, &params, &patch).await }
             })
             .await?;
-        patched.map(drop).ok_or_else(|| RuntimeError::Rejected(format!("warm pod {name} was claimed meanwhile")))
+        patched.map(drop).ok_or_else(|| RuntimeError::AlreadyClaimed(format!("warm pod {name} was claimed meanwhile")))
     }
 }
 
