@@ -47,6 +47,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The profile's `max_pending_agents` and `max_running_agents`, as the rules take them.
+    pub fn limits(&self) -> crate::agents::Limits {
+        crate::agents::Limits {
+            max_pending: self.settings.max_pending_agents,
+            max_total: self.settings.max_running_agents,
+        }
+    }
+
     /// How operators recognise the profile: GoCD never tells us its id.
     pub fn describe(&self) -> String {
         let s = &self.settings;

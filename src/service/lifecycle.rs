@@ -70,8 +70,7 @@ impl Service {
             }
         };
         let registered = self.registered_agents().await;
-        let limits =
-            Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
+        let limits = cluster.limits();
         let order = JobOrder { req: req.clone(), elastic, go_server_url, decided: Instant::now() };
         let pool = self.pool_of(&cluster, &order);
         if pool.is_none() && order.elastic.warm_pool_size > 0 {
@@ -125,7 +124,7 @@ impl Service {
                 }
                 CreateDecision::CreateAfterEvicting(evicted) => {
                     let name = pod::new_name();
-                    let built = Self::build_pod(cluster, &order.elastic, &order.req, &order.go_server_url, &name)?;
+                    let built = Self::build_pod(cluster, order, &name)?;
                     let mut registry = self.registry.lock().unwrap();
                     if !registry.begin_warm_removal(&evicted) {
                         pods = registry.cluster_pods(&cluster.id);
@@ -169,8 +168,7 @@ impl Service {
         }
         let registered: std::collections::BTreeSet<String> =
             self.last_agents.lock().unwrap().iter().map(|a| a.agent_id.clone()).collect();
-        let limits =
-            Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
+        let limits = cluster.limits();
         match self.decide(cluster, order, pods, &registered, limits, pool) {
             Ok(Decided::Other) => {
                 if let Some(pool) = pool {
@@ -210,7 +208,7 @@ impl Service {
             }
             CreateDecision::Create => {
                 let name = pod::new_name();
-                let built = Self::build_pod(cluster, &order.elastic, &order.req, &order.go_server_url, &name)?;
+                let built = Self::build_pod(cluster, order, &name)?;
                 self.registry.lock().unwrap().insert_creating(cluster.id.clone(), &name, job, self.clock.now());
                 self.note_created(cluster, &name, job);
                 let (service, cluster, job) = (Arc::clone(self), cluster.clone(), job.clone());
@@ -220,31 +218,33 @@ impl Service {
         }
     }
 
-    /// The pod for one job, checked against what its runtime can honour.
-    pub(crate) fn build_pod(
+    /// The pod for `order`'s job, under `name`, with TLS material minted for it.
+    pub(crate) fn build_pod(cluster: &Cluster, order: &JobOrder, name: &str) -> Result<AgentPod> {
+        Self::pod_for(cluster, order, name, order.binding(), true)
+    }
+
+    /// `pod::build` for one of the order's pods (bound to its job or a warm pod of its
+    /// profile), checked; `mint_tls` is false for a claim, whose pod has its material.
+    pub(crate) fn pod_for(
         cluster: &Cluster,
-        elastic: &ElasticSettings,
-        req: &CreateAgentRequest,
-        go_server_url: &str,
+        order: &JobOrder,
         name: &str,
+        binding: Binding<'_>,
+        mint_tls: bool,
     ) -> Result<AgentPod> {
-        let tls = tls::mint(name).map_err(|e| Error::Internal(format!("minting TLS material: {e}")))?;
-        Self::checked_pod(
-            cluster,
-            &PodRequest {
-                name,
-                ownership: &cluster.owner,
-                go_server_url,
-                cluster: &cluster.settings,
-                elastic,
-                binding: Binding::Job {
-                    job: &req.job_identifier,
-                    environment: req.environment.as_deref(),
-                    auto_register_key: &req.auto_register_key,
-                },
-                tls: Some(&tls),
-            },
-        )
+        let tls = mint_tls
+            .then(|| tls::mint(name).map_err(|e| Error::Internal(format!("minting TLS material: {e}"))))
+            .transpose()?;
+        let request = PodRequest {
+            name,
+            ownership: &cluster.owner,
+            go_server_url: &order.go_server_url,
+            cluster: &cluster.settings,
+            elastic: &order.elastic,
+            binding,
+            tls: tls.as_ref(),
+        };
+        Self::checked_pod(cluster, &request)
     }
 
     /// `pod::build`, then the checks that need the cluster: Secrets its profile allows,
@@ -296,11 +296,7 @@ impl Service {
                 self.metrics.pods_created.inc();
                 self.metrics.pod_ready_seconds.observe(seconds);
                 self.note_stage(&name, Stage::AgentStarted);
-                let mut registry = self.registry.lock().unwrap();
-                if registry.get(&name).is_some_and(|r| r.lifecycle == Lifecycle::Creating) {
-                    registry.set_lifecycle(&name, Lifecycle::Live);
-                }
-                drop(registry);
+                self.registry.lock().unwrap().started(&name);
                 info!(pod = %name, seconds, "pod started");
                 self.console(&job, console::started(&name, seconds));
             }
@@ -436,10 +432,7 @@ impl Service {
             // Profiles that name one cluster share its pods: one snapshot, and no pod
             // removed as never registered before the longest of their timeouts, nor as
             // beyond a limit another of them allows.
-            let limits = Limits {
-                max_pending: cluster.settings.max_pending_agents,
-                max_total: cluster.settings.max_running_agents,
-            };
+            let limits = cluster.limits();
             if let Some(seen) = snapshots.iter_mut().find(|s| s.cluster == cluster.id) {
                 seen.auto_register_timeout = seen.auto_register_timeout.max(cluster.settings.auto_register_timeout);
                 seen.limits.max_pending = seen.limits.max_pending.max(limits.max_pending);
@@ -530,10 +523,7 @@ impl Service {
         let registered = agents.iter().map(|a| a.agent_id.clone()).collect();
         for cluster in clusters.iter().filter(|c| self.has_health(&c.id)) {
             let pods = self.registry.lock().unwrap().cluster_pods(&cluster.id);
-            let limits = Limits {
-                max_pending: cluster.settings.max_pending_agents,
-                max_total: cluster.settings.max_running_agents,
-            };
+            let limits = cluster.limits();
             // A job id no pod has: would a new pod be allowed now?
             let allowed = agents::plan_create(&pods, &registered, i64::MIN, limits, None);
             if matches!(allowed, CreateDecision::Create | CreateDecision::CreateAfterEvicting(_)) {

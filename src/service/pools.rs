@@ -12,15 +12,14 @@ use tracing::{info, warn};
 use super::console;
 use super::journal::Stage;
 use super::lifecycle::CreatingRecord;
-use super::{Cluster, Lifecycle, Service};
+use super::{Cluster, Service};
 use crate::agents::{self, Limits};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::listing::{PoolShape, WarmState};
-use crate::pod::{self, AgentPod, Binding, PodRequest};
+use crate::pod::{self, AgentPod, Binding};
 use crate::protocol::{CreateAgentRequest, JobIdentifier};
 use crate::runtime::{RuntimeError, StartOptions};
 use crate::settings::{ClusterId, ElasticSettings, PoolId};
-use crate::tls;
 
 /// How long one image may take to pre-pull before the warm pod gives up on it.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -52,6 +51,15 @@ pub(crate) struct JobOrder {
 impl JobOrder {
     fn job(&self) -> &JobIdentifier {
         &self.req.job_identifier
+    }
+
+    /// What binds a pod to the order's job: its labels, register key and environment.
+    pub(crate) fn binding(&self) -> Binding<'_> {
+        Binding::Job {
+            job: &self.req.job_identifier,
+            environment: self.req.environment.as_deref(),
+            auto_register_key: &self.req.auto_register_key,
+        }
     }
 }
 
@@ -140,7 +148,7 @@ impl Service {
         let shape = PoolShape { size, idle: order.elastic.warm_pool_idle };
         for _ in 0..agents::pool::plan_fill(&pods, registered, limits, pool, size) {
             let name = pod::new_name();
-            let built = match Self::build_warm_pod(cluster, order, pool, shape, &name) {
+            let built = match Self::pod_for(cluster, order, &name, Binding::Warm { pool, shape }, true) {
                 Ok(built) => built,
                 Err(e) => {
                     // The job's own pod was built from the same profile, so this is rare
@@ -162,48 +170,10 @@ impl Service {
         }
     }
 
-    fn build_warm_pod(
-        cluster: &Cluster,
-        order: &JobOrder,
-        pool: &PoolId,
-        shape: PoolShape,
-        name: &str,
-    ) -> Result<AgentPod> {
-        let tls = tls::mint(name).map_err(|e| Error::Internal(format!("minting TLS material: {e}")))?;
-        Self::checked_pod(
-            cluster,
-            &PodRequest {
-                name,
-                ownership: &cluster.owner,
-                go_server_url: &order.go_server_url,
-                cluster: &cluster.settings,
-                elastic: &order.elastic,
-                binding: Binding::Warm { pool, shape },
-                tls: Some(&tls),
-            },
-        )
-    }
-
     /// The pod `order`'s job would get, under the warm pod's name and without TLS
     /// material: what binds the warm pod to the job.
     pub(crate) fn build_claim(cluster: &Cluster, order: &JobOrder, name: &str) -> Result<AgentPod> {
-        let req = &order.req;
-        Self::checked_pod(
-            cluster,
-            &PodRequest {
-                name,
-                ownership: &cluster.owner,
-                go_server_url: &order.go_server_url,
-                cluster: &cluster.settings,
-                elastic: &order.elastic,
-                binding: Binding::Job {
-                    job: &req.job_identifier,
-                    environment: req.environment.as_deref(),
-                    auto_register_key: &req.auto_register_key,
-                },
-                tls: None,
-            },
-        )
+        Self::pod_for(cluster, order, name, order.binding(), false)
     }
 
     /// Makes a warm pod, then pre-pulls its images into its dockerd; only then may a job
@@ -281,8 +251,7 @@ impl Service {
         let _one_decision_at_a_time = lock.lock().await;
         let registered: BTreeSet<String> =
             self.last_agents.lock().unwrap().iter().map(|a| a.agent_id.clone()).collect();
-        let limits =
-            Limits { max_pending: cluster.settings.max_pending_agents, max_total: cluster.settings.max_running_agents };
+        let limits = cluster.limits();
         self.fill_pool(cluster, order, pool, &registered, limits);
     }
 
@@ -296,9 +265,7 @@ impl Service {
                 let seconds = order.decided.elapsed().as_secs_f64();
                 let failures = {
                     let mut registry = self.registry.lock().unwrap();
-                    if registry.get(&name).is_some_and(|r| r.lifecycle == Lifecycle::Creating) {
-                        registry.set_lifecycle(&name, Lifecycle::Live);
-                    }
+                    registry.started(&name);
                     registry.get(&name).map(|r| r.pull_failures.clone()).unwrap_or_default()
                 };
                 self.metrics.pods_created.inc();
@@ -338,7 +305,7 @@ impl Service {
                 self.note_removed(&name, "its claim by a job failed", look);
                 self.metrics.removed("claim-failed");
                 let fresh = pod::new_name();
-                let built = match Self::build_pod(&cluster, &order.elastic, &order.req, &order.go_server_url, &fresh) {
+                let built = match Self::build_pod(&cluster, &order, &fresh) {
                     Ok(built) => built,
                     Err(e) => {
                         self.registry.lock().unwrap().remove(&name);

@@ -157,6 +157,13 @@ impl Registry {
         true
     }
 
+    /// The pod's start (or claim) is done: live, unless it is already being removed.
+    pub fn started(&mut self, name: &str) {
+        if let Some(record) = self.pods.get_mut(name).filter(|r| r.lifecycle == Lifecycle::Creating) {
+            record.lifecycle = Lifecycle::Live;
+        }
+    }
+
     pub fn set_lifecycle(&mut self, name: &str, lifecycle: Lifecycle) {
         if let Some(record) = self.pods.get_mut(name) {
             record.lifecycle = lifecycle;
