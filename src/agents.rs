@@ -64,6 +64,23 @@ pub fn plan_create(
     }
 }
 
+/// As [`plan_create`], but no warm pod is removed to make room: after an eviction
+/// failed, the job waits at the limit rather than take other pools' pods one by one.
+pub fn plan_create_in_place(
+    pods: &[PodInfo],
+    registered: &BTreeSet<String>,
+    job_id: i64,
+    limits: Limits,
+    pool: Option<&PoolId>,
+) -> CreateDecision {
+    match plan_create(pods, registered, job_id, limits, pool) {
+        CreateDecision::CreateAfterEvicting(_) => {
+            limit_reached(pods, registered, limits, 0).expect("an eviction is planned only at a limit")
+        }
+        decision => decision,
+    }
+}
+
 /// The limit one more pod would break, once `freed` unregistered pods are gone.
 fn limit_reached(
     pods: &[PodInfo],

@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gocd_dind::listing::PoolShape;
 use gocd_dind::pod::{build, AgentPod, Binding, Ownership, PodRequest};
 use gocd_dind::protocol::{JobIdentifier, Properties};
 use gocd_dind::runtime::kubernetes::KubernetesRuntime;
 use gocd_dind::runtime::{Runtime, RuntimeError, StartOptions};
-use gocd_dind::settings::{ClusterId, ClusterSettings, ElasticSettings};
+use gocd_dind::settings::{ClusterId, ClusterSettings, ElasticSettings, PoolId};
 use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -293,4 +294,71 @@ async fn identity_is_the_uid_of_the_agents_namespace() {
     assert!(refused.contains("RBAC"), "{refused}");
     let targets: Vec<String> = calls.lock().unwrap().iter().map(|c| format!("{} {}", c.method, c.target)).collect();
     assert_eq!(targets, ["GET /api/v1/namespaces/agents", "GET /api/v1/namespaces/agents"]);
+}
+
+/// A warm pod of pool P as built, or `None`: the job's claim of it (no TLS material).
+fn warm_or_claim(warm: bool) -> AgentPod {
+    let cluster = ClusterSettings::parse(
+        &Properties::from_pairs(&[("agent_image", "gocd/gocd-agent-wolfi:v25.4.0"), ("runtime", "kubernetes")]),
+        false,
+    )
+    .unwrap();
+    let elastic = ElasticSettings::parse(&Properties::default()).unwrap();
+    let (pool, shape) = (PoolId("P".into()), PoolShape { size: 1, idle: Duration::from_secs(1800) });
+    let job = JobIdentifier { job_id: 9, ..JobIdentifier::default() };
+    let binding = if warm {
+        Binding::Warm { pool: &pool, shape }
+    } else {
+        Binding::Job { job: &job, environment: None, auto_register_key: "key-9" }
+    };
+    let tls = gocd_dind::tls::mint("gocd-dind-w1").unwrap();
+    build(&PodRequest {
+        name: "gocd-dind-w1",
+        ownership: &owner(),
+        go_server_url: "https://gocd.example.com/go",
+        cluster: &cluster,
+        elastic: &elastic,
+        binding,
+        tls: warm.then_some(&tls),
+    })
+    .unwrap()
+}
+
+/// The warm pod as the API server shows it, up; with `job` set, bound to that job.
+fn listed_warm(job: Option<i64>) -> Value {
+    let mut value = serde_json::to_value(warm_or_claim(true).pod).unwrap();
+    value["metadata"]["uid"] = json!("uid-w1");
+    value["metadata"]["resourceVersion"] = json!("9");
+    value["metadata"]["creationTimestamp"] = json!("2026-11-30T00:00:00Z");
+    if let Some(job) = job {
+        value["metadata"]["labels"][gocd_dind::pod::label_keys::JOB_ID] = json!(job.to_string());
+    }
+    value["status"] = json!({"phase": "Running", "containerStatuses": [
+        {"name": "agent", "image": "a", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}},
+        {"name": "dind", "image": "d", "imageID": "", "ready": true, "restartCount": 0, "started": true, "state": {"running": {}}}]});
+    value
+}
+
+/// A claim whose bind the API server refuses (422): a lost race only when the pod, read
+/// from the API server, is bound to a job now; else a refusal, so the pod is removed
+/// rather than left warm for the next job to "lose" again.
+#[tokio::test]
+async fn a_refused_bind_is_a_lost_race_only_when_another_job_holds_the_pod() {
+    for (now_bound, lost) in [(Some(12), true), (None, false)] {
+        let (client, calls) = api_server(move |call| match (call.method.as_str(), call.target.as_str()) {
+            (_, _) if is_list(call) => Answer::Json(200, pod_list(&[listed_warm(None)])),
+            ("PATCH", t) if t.starts_with("/api/v1/namespaces/agents/pods/gocd-dind-w1") => {
+                Answer::Json(422, status(422, "the server rejected our request due to an error in our request"))
+            }
+            ("GET", t) if t.starts_with("/api/v1/namespaces/agents/pods/gocd-dind-w1") => {
+                Answer::Json(200, listed_warm(now_bound))
+            }
+            _ => Answer::Hang,
+        });
+        let runtime = KubernetesRuntime::with_client(client, "agents", Duration::from_secs(5));
+        let error = runtime.claim_pod(&owner(), &warm_or_claim(false)).await.unwrap_err();
+        assert_eq!(matches!(error, RuntimeError::AlreadyClaimed(_)), lost, "bound to {now_bound:?}: {error}");
+        let calls = calls.lock().unwrap().clone();
+        assert!(!calls.iter().any(|c| c.method == "POST"), "no exec after a refused bind: {calls:?}");
+    }
 }

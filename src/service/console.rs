@@ -29,7 +29,9 @@ pub fn pre_pull_failed(pod: &str, failure: &str) -> String {
 }
 
 pub fn claim_failed(pod: &str, error: &RuntimeError) -> String {
-    format!("Claiming warm pod {pod} failed ({error}); it is removed, and the job gets a new pod within the limits.")
+    format!(
+        "Claiming warm pod {pod} failed ({error}); it is being removed, and the job gets a new pod within the limits."
+    )
 }
 
 pub fn claim_lost(pod: &str) -> String {

@@ -83,7 +83,7 @@ impl Service {
                 ),
             );
         }
-        let decided = self.decide(&cluster, &order, pods, &registered, limits, pool.as_ref());
+        let decided = self.decide(&cluster, &order, pods, &registered, limits, pool.as_ref(), true);
         // After a claim the claim refills the pool once the job's agent started: a new
         // dockerd booting beside the claim would slow the job's start down.
         if let (Some(pool), Ok(Decided::Other)) = (&pool, &decided) {
@@ -99,6 +99,7 @@ impl Service {
     /// back by a limit. Each pod is registered here, under the create lock, before its
     /// work starts in the background. A warm pod the rules offer that cannot be bound
     /// after all (server-ping began removing it meanwhile) sends the decision round again.
+    /// Without `evict`, no warm pod of another pool makes room: the job waits at the limit.
     fn decide(
         self: &Arc<Self>,
         cluster: &Cluster,
@@ -107,10 +108,12 @@ impl Service {
         registered: &std::collections::BTreeSet<String>,
         limits: Limits,
         pool: Option<&crate::settings::PoolId>,
+        evict: bool,
     ) -> Result<Decided> {
         let job = &order.req.job_identifier;
+        let plan = if evict { agents::plan_create } else { agents::plan_create_in_place };
         loop {
-            match agents::plan_create(&pods, registered, job.job_id, limits, pool) {
+            match plan(&pods, registered, job.job_id, limits, pool) {
                 CreateDecision::Claim(name) => {
                     let claim = Self::build_claim(cluster, order, &name)?;
                     if !self.registry.lock().unwrap().claim(&name, job, self.clock.now()) {
@@ -145,31 +148,28 @@ impl Service {
 
     /// Decides the job's pod again, as create-agent would, when its claim or eviction
     /// did not work out: under the create lock, over a fresh listing (the pods of this
-    /// process when the listing fails). `passed_over` is a warm pod another claim won,
-    /// counted but never offered again even while a late listing shows it unclaimed.
+    /// process when the listing fails). Without `evict` (an eviction just failed) the job
+    /// waits at the limit rather than evict another pod.
     pub(crate) async fn decide_again(
         self: &Arc<Self>,
         cluster: &Cluster,
         order: &JobOrder,
         pool: Option<&crate::settings::PoolId>,
-        passed_over: Option<&str>,
+        evict: bool,
     ) {
         let lock = self.create_lock(&cluster.id);
         let _one_decision_at_a_time = lock.lock().await;
-        let mut pods = match self.refresh(cluster).await {
+        let pods = match self.refresh(cluster).await {
             Ok(pods) => pods,
             Err(e) => {
                 warn!(error = %e, "cannot list pods to place the job again; deciding over what this process knows");
                 self.registry.lock().unwrap().cluster_pods(&cluster.id)
             }
         };
-        if let Some(pod) = pods.iter_mut().find(|p| Some(p.name.as_str()) == passed_over && p.warm.is_some()) {
-            pod.warm = None;
-        }
         let registered: std::collections::BTreeSet<String> =
             self.last_agents.lock().unwrap().iter().map(|a| a.agent_id.clone()).collect();
         let limits = cluster.limits();
-        match self.decide(cluster, order, pods, &registered, limits, pool) {
+        match self.decide(cluster, order, pods, &registered, limits, pool, evict) {
             Ok(Decided::Other) => {
                 if let Some(pool) = pool {
                     self.fill_pool(cluster, order, pool, &registered, limits);

@@ -278,14 +278,14 @@ impl Service {
             }
             Err(RuntimeError::AlreadyClaimed(why)) => {
                 // The pod serves the winner's job now: removing it would kill that job.
-                // Its record goes (the next listing shows it as the winner's pod); a
-                // create-agent for this job meanwhile finds no pod and makes one, which
-                // the decision below then finds.
+                // Its record stays, bound to a job we do not know, until a listing
+                // shows whose it is (a lagging one never makes it warm again).
                 info!(pod = %name, %why, "another claim won the warm pod; it is left to its job");
                 self.console(&job, console::claim_lost(&name));
+                self.registry.lock().unwrap().claimed_elsewhere(&name);
                 drop(record);
                 self.note_removed(&name, "another claim won it first; it serves that job and was left running", None);
-                self.decide_again(&cluster, &order, Some(pool), Some(&name)).await;
+                self.decide_again(&cluster, &order, Some(pool), true).await;
             }
             Err(e) => {
                 warn!(pod = %name, error = %e, "claiming a warm pod failed; it is removed and the job gets a new pod");
@@ -299,7 +299,7 @@ impl Service {
                     let shape = PoolShape { size: order.elastic.warm_pool_size, idle: order.elastic.warm_pool_idle };
                     self.registry.lock().unwrap().claim_failed(&name, pool.clone(), shape);
                     drop(record);
-                    self.decide_again(&cluster, &order, Some(pool), None).await;
+                    self.decide_again(&cluster, &order, Some(pool), true).await;
                     return;
                 }
                 self.note_removed(&name, "its claim by a job failed", look);
@@ -356,7 +356,7 @@ impl Service {
             Err(e) => {
                 warn!(pod = %evicted, error = %e, "could not remove a warm pod to make room; server-ping retries");
                 self.registry.lock().unwrap().remove_if_creating(&name);
-                self.decide_again(&cluster, &order, pool.as_ref(), None).await;
+                self.decide_again(&cluster, &order, pool.as_ref(), false).await;
             }
         }
     }

@@ -25,7 +25,14 @@ pub struct PodRecord {
     /// What making a warm pod left to tell the job that claims it: images that could not
     /// be pre-pulled, each with the reason. Known only to the process that made it.
     pub pull_failures: Vec<String>,
+    /// A warm pod whose claim failed and could not be removed: the job the failed claim
+    /// may have bound it to, and the warm pod it stays (listings never overwrite this).
+    failed_claim: Option<(i64, WarmPod)>,
 }
+
+/// The job id of a pod another claim won: bound to a job this process does not know
+/// until a listing shows it. GoCD's job ids are positive.
+pub const CLAIMED_ELSEWHERE: i64 = -1;
 
 /// Why a job's pod could not be created (from its post-mortem in the journal).
 #[derive(Debug, Clone)]
@@ -38,7 +45,7 @@ pub struct Failure {
 
 impl PodRecord {
     fn new(cluster: ClusterId, info: PodInfo, lifecycle: Lifecycle) -> Self {
-        Self { cluster, info, lifecycle, pull_failures: Vec::new() }
+        Self { cluster, info, lifecycle, pull_failures: Vec::new(), failed_claim: None }
     }
 
     /// An unclaimed warm pod's state by what this process knows: being made here, being
@@ -138,12 +145,26 @@ impl Registry {
     /// A claim of warm pod `name` failed, and so did removing it: it is the pool's warm
     /// pod again, being removed (leaving: counted against the limits, serving no job,
     /// removed again by server-ping), though the failed claim may have bound it to the
-    /// job. The job's id stays on the record so that a listing showing that binding
-    /// does not turn it into the job's pod (`refresh`).
+    /// job: a listing showing that binding does not turn it into the job's pod
+    /// (`refresh`).
     pub fn claim_failed(&mut self, name: &str, pool: PoolId, shape: PoolShape) {
         if let Some(record) = self.pods.get_mut(name) {
-            record.info.warm = Some(WarmPod { pool, shape, state: WarmState::Leaving });
+            let warm = WarmPod { pool, shape, state: WarmState::Leaving };
+            record.failed_claim = Some((record.info.job_id, warm.clone()));
+            record.info.warm = Some(warm);
             record.lifecycle = Lifecycle::Terminating;
+        }
+    }
+
+    /// Our claim of warm pod `name` lost to another claim: the pod serves a job this
+    /// process does not know yet. It stays counted, is nobody's here and never warm
+    /// again, until a listing shows whose it is.
+    pub fn claimed_elsewhere(&mut self, name: &str) {
+        if let Some(record) = self.pods.get_mut(name) {
+            record.info.warm = None;
+            record.info.job_id = CLAIMED_ELSEWHERE;
+            record.info.job = None;
+            record.lifecycle = Lifecycle::Live;
         }
     }
 
@@ -212,17 +233,17 @@ impl Registry {
                 Some(record)
                     if record.lifecycle == Lifecycle::Creating
                         && (record.info.warm.is_some() || info.warm.is_some()) => {}
-                // A pod this process bound to a job, listed from a cache that has not
-                // seen the claim yet (Kubernetes' watch may lag): still the job's.
+                // A pod bound to a job (by this process, or by a claim that beat ours),
+                // listed from a cache that has not seen the claim yet (Kubernetes' watch
+                // may lag): still bound, never warm again.
                 Some(record) if record.info.job_id != 0 && record.info.warm.is_none() && info.warm.is_some() => {}
                 Some(record) => {
                     // A warm pod whose failed claim bound it to this job stays a warm pod
                     // being removed (`claim_failed`).
-                    let failed_claim = record.lifecycle == Lifecycle::Terminating
-                        && info.warm.is_none()
-                        && info.job_id == record.info.job_id;
-                    if failed_claim {
-                        info.warm.clone_from(&record.info.warm);
+                    if let Some((job_id, warm)) = &record.failed_claim {
+                        if info.warm.is_none() && info.job_id == *job_id {
+                            info.warm = Some(warm.clone());
+                        }
                     }
                     if info.job.is_none() {
                         info.job = record.info.job.take();
@@ -379,6 +400,37 @@ mod tests {
         r.refresh(&c("c1"), vec![listed("w1", 7, PodPhase::Running)]);
         assert_eq!(r.get("w1").unwrap().lifecycle, Lifecycle::Live, "the listing shows it bound and running");
         assert_eq!(r.find_by_job(7).map(|p| p.info.name.as_str()), Some("w1"));
+    }
+
+    #[test]
+    fn a_failed_claim_stays_a_leaving_warm_pod_whatever_order_the_listings_come_in() {
+        let mut r = Registry::default();
+        let shape = PoolShape { size: 2, idle: std::time::Duration::from_secs(1800) };
+        r.refresh(&c("c1"), vec![listed_warm("w1", PodPhase::Running)]);
+        assert!(r.claim("w1", &job(7), SystemTime::UNIX_EPOCH));
+        r.claim_failed("w1", PoolId("A".into()), shape);
+        // A lagging listing (still warm), then one that saw the failed claim's binding.
+        for listing in [listed_warm("w1", PodPhase::Running), listed("w1", 7, PodPhase::Running)] {
+            r.refresh(&c("c1"), vec![listing]);
+            assert_eq!(warm_state(&r, "w1"), Some(WarmState::Leaving));
+            assert!(r.find_by_job(7).is_none(), "never the job's pod");
+            assert!(!r.claim("w1", &job(8), SystemTime::UNIX_EPOCH), "never claimed again");
+        }
+    }
+
+    #[test]
+    fn a_pod_another_claim_won_is_nobodys_here_until_a_listing_says_whose() {
+        let mut r = Registry::default();
+        r.refresh(&c("c1"), vec![listed_warm("w1", PodPhase::Running)]);
+        assert!(r.claim("w1", &job(7), SystemTime::UNIX_EPOCH));
+        r.claimed_elsewhere("w1");
+        r.refresh(&c("c1"), vec![listed_warm("w1", PodPhase::Running)]);
+        assert!(warm_state(&r, "w1").is_none(), "a lagging listing does not make it warm again");
+        assert!(r.find_by_job(7).is_none(), "not the loser's job's");
+        assert!(!r.claim("w1", &job(8), SystemTime::UNIX_EPOCH));
+        assert_eq!(r.cluster_pods(&c("c1")).len(), 1, "still counted");
+        r.refresh(&c("c1"), vec![listed("w1", 12, PodPhase::Running)]);
+        assert_eq!(r.find_by_job(12).map(|p| p.info.name.as_str()), Some("w1"), "the winner's job's");
     }
 
     #[test]

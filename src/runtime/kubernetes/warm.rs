@@ -162,7 +162,22 @@ impl KubernetesRuntime {
                 async move { self.pods(c).patch(&name, &params, &patch).await }
             })
             .await?;
-        patched.map(drop).ok_or_else(|| RuntimeError::AlreadyClaimed(format!("warm pod {name} was claimed meanwhile")))
+        if patched.is_some() {
+            return Ok(());
+        }
+        // Refused: a lost race only if the pod is bound now (read from the API server,
+        // not the watch, which may lag); else something else refused the patch (an
+        // admission policy, a label changed by hand) and nobody holds the pod.
+        let now = self.api.call_optional("reading the pod", |c| async { self.pods(c).get(&name).await }).await?;
+        match now.map(|p| status::pod_info(&p)) {
+            Some(info) if info.warm.is_none() => {
+                Err(RuntimeError::AlreadyClaimed(format!("warm pod {name} was claimed meanwhile")))
+            }
+            Some(_) => Err(RuntimeError::Rejected(format!(
+                "warm pod {name} cannot be claimed: the API server refused binding it, and no job holds it"
+            ))),
+            None => Err(RuntimeError::Rejected(format!("warm pod {name} cannot be claimed: it is gone"))),
+        }
     }
 }
 
