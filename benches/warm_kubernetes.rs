@@ -1,7 +1,7 @@
 //! Warm pools on the local Kubernetes cluster: create-agent → the job's agent started, for
 //! pods made for their job (cold) and for warm pods a job claims (warm), in one run.
 //!
-//!   cargo bench --bench warm_kubernetes     (GOCD_DIND_BENCH_JOBS=5 by default)
+//!   cargo bench --bench warm_kubernetes     (GOCD_DIND_BENCH_JOBS=10 by default)
 //!
 //! Needs the local cluster (`bash .ci/k8s-up.sh`, GOCD_DIND_KUBECONFIG). As `--bench warm`
 //! does on Docker: two elastic profiles (`WarmPoolSize = 0` and `= 2`), jobs in a row,
@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 fn main() -> anyhow::Result<()> {
     let jobs: usize =
-        std::env::var("GOCD_DIND_BENCH_JOBS").ok().map_or(Ok(5), |r| r.parse()).context("GOCD_DIND_BENCH_JOBS")?;
+        std::env::var("GOCD_DIND_BENCH_JOBS").ok().map_or(Ok(10), |r| r.parse()).context("GOCD_DIND_BENCH_JOBS")?;
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(jobs.max(1)))
 }
 

@@ -100,6 +100,7 @@ impl Service {
     /// work starts in the background. A warm pod the rules offer that cannot be bound
     /// after all (server-ping began removing it meanwhile) sends the decision round again.
     /// Without `evict`, no warm pod of another pool makes room: the job waits at the limit.
+    #[allow(clippy::too_many_arguments)] // one decision's inputs, each named
     fn decide(
         self: &Arc<Self>,
         cluster: &Cluster,
