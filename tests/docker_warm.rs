@@ -13,7 +13,11 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{job_identifier, Harness};
-use gocd_dind::pod::label_keys;
+use gocd_dind::pod::{label_keys, Binding, Ownership, PodRequest};
+use gocd_dind::protocol::{JobIdentifier, Properties};
+use gocd_dind::runtime::docker::DockerRuntime;
+use gocd_dind::runtime::{Runtime, RuntimeError};
+use gocd_dind::settings::{ClusterId, ClusterSettings, DockerConnection, ElasticSettings};
 use serde_json::{json, Value};
 
 use crate::docker_e2e::{
@@ -318,4 +322,67 @@ async fn concurrent_jobs_of_two_pools_on_the_engine_each_get_a_never_used_pod_wi
     let pods: Vec<Pod> = pod_jobs.iter().map(|(name, job)| Pod { name: name.clone(), job_id: *job }).collect();
     assert_eq!(pods.len(), jobs.len(), "seven jobs, seven pods");
     assert_nothing_left(&docker, &jobs, &pods.iter().collect::<Vec<_>>()).await;
+}
+
+/// The claim job `job_id` of profile `elastic` makes of `owner`'s warm pod `pod` (no TLS material:
+/// the warm pod has its own), as the service builds it.
+fn claim_of(pod: &str, owner: &Ownership, elastic: &Value, job_id: i64) -> gocd_dind::pod::AgentPod {
+    let props = |v: &Value| serde_json::from_value::<Properties>(v.clone()).unwrap();
+    let settings = ClusterSettings::parse(&props(&cluster()), false).unwrap();
+    let elastic = ElasticSettings::parse(&props(elastic)).unwrap();
+    let job = JobIdentifier { job_id, ..JobIdentifier::default() };
+    let binding = Binding::Job { job: &job, environment: None, auto_register_key: "register-key" };
+    let request = PodRequest {
+        name: pod,
+        ownership: owner,
+        go_server_url: "https://127.0.0.1:8154/go",
+        cluster: &settings,
+        elastic: &elastic,
+        binding,
+        tls: None,
+    };
+    gocd_dind::pod::build(&request).unwrap()
+}
+
+/// Two claims of one warm pod, as two services sharing the engine would make them: the
+/// engine binds it once (the pod's agent container can be created once), and the loser
+/// is told it lost the race, not that the pod cannot be claimed, so it leaves the pod to
+/// the winner's job.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_binds_a_warm_pod_once_and_the_second_claim_is_told_it_lost() {
+    let docker = docker().await;
+    let _slots = pod_slots(2).await;
+    let (first, second, third) = (job_id(), job_id(), job_id());
+    let _sweep = Sweep(vec![first, second, third]);
+    let h = harness_with(Clock::default()).await;
+    let server = h.gocd.server_id();
+    let _sweep_server = SweepServer(server.clone());
+    let elastic = json!({"WarmPoolSize": "1"});
+    create(&h, &cluster(), &elastic, first).await;
+    wait_up(&h, &docker, first).await;
+    h.service.settle().await;
+    let warm = warm_pods(&docker, &server).await;
+    assert_eq!(warm.len(), 1, "{warm:?}");
+    let pod = Pod { name: warm[0].clone(), job_id: second };
+    let dind = docker.inspect_container(&pod.dind(), None).await.unwrap();
+    let labels = dind.config.unwrap().labels.unwrap_or_default();
+    let owner = Ownership::new(&labels[label_keys::SERVER_ID], ClusterId(labels[label_keys::CLUSTER].clone()));
+
+    let runtime = DockerRuntime::new(DockerConnection::default());
+    let (won, lost) = futures_util::future::join(
+        runtime.claim_pod(&owner, &claim_of(&pod.name, &owner, &elastic, second)),
+        runtime.claim_pod(&owner, &claim_of(&pod.name, &owner, &elastic, third)),
+    )
+    .await;
+    let outcomes = [&won, &lost];
+    assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "bound once: {won:?} / {lost:?}");
+    let loser = outcomes.iter().find_map(|r| r.as_ref().err()).unwrap();
+    assert!(matches!(loser, RuntimeError::AlreadyClaimed(_)), "the loser is told it lost: {loser}");
+    let agents: Vec<ContainerSummary> = server_containers(&docker, &server)
+        .await
+        .into_iter()
+        .filter(|c| label(c, label_keys::POD) == Some(pod.name.as_str()))
+        .filter(|c| label(c, label_keys::CONTAINER) == Some("agent"))
+        .collect();
+    assert_eq!(agents.len(), 1, "one agent container in the pod");
 }
