@@ -94,7 +94,7 @@ const IMAGE_PULL_REASONS: &[&str] = &["ErrImagePull", "ImagePullBackOff", "Inval
 pub enum RuntimeError {
     #[error("cannot reach the container runtime: {0}")]
     Unreachable(String),
-    #[error("the runtime rejected the pod: {0}")]
+    #[error("the runtime refused: {0}")]
     Rejected(String),
     #[error(
         "dockerd in pod {pod} did not answer over TLS after {seconds:.1} s ({why}); last lines of its log:\n{log_tail}"
