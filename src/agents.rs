@@ -147,6 +147,9 @@ pub enum RemovalReason {
     /// A warm pod nobody here was making that did not come up within
     /// `auto_register_timeout`.
     WarmNotUp,
+    /// A warm pod whose earlier removal did not finish (server-ping's, an eviction's, or
+    /// that of a pod whose claim failed).
+    WarmRetried,
 }
 
 impl RemovalReason {
@@ -158,6 +161,7 @@ impl RemovalReason {
             Self::WarmIdle => "warm-idle",
             Self::WarmSurplus => "warm-surplus",
             Self::WarmNotUp => "warm-not-up",
+            Self::WarmRetried => "warm-retried",
         }
     }
 
@@ -170,6 +174,10 @@ impl RemovalReason {
             Self::WarmIdle => "it was a warm pod no job claimed within WarmPoolIdleMinutes",
             Self::WarmSurplus => "it was a warm pod beyond its pool's size or the cluster profile's limits",
             Self::WarmNotUp => "it was a warm pod that did not come up within auto_register_timeout",
+            Self::WarmRetried => {
+                "it was a warm pod whose earlier removal did not finish (after its claim failed, to make room for \
+                 a job, or by an earlier server-ping)"
+            }
         }
     }
 }

@@ -452,6 +452,11 @@ async fn a_warm_pod_whose_claim_and_removal_failed_stays_counted_and_is_removed_
     ping(&h, &cluster).await;
     assert!(h.runtime.pods().iter().all(|p| p.info.name != failing), "server-ping retried the removal");
     assert!(h.runtime.peak() <= 3, "peak {}", h.runtime.peak());
+    // Its post-mortem says why it went, not that it was beyond its pool's size.
+    let report = json!({"all_cluster_profiles_properties": [cluster]});
+    let (_, report) = h.harness.send("cd.go.elastic-agent.plugin-status-report", &report).await.unwrap();
+    let page = serde_json::from_str::<Value>(&report).unwrap()["view"].as_str().unwrap().to_owned();
+    assert!(page.contains("whose earlier removal did not finish"), "{page}");
 }
 
 #[tokio::test]

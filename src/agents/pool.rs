@@ -87,7 +87,7 @@ pub fn plan_drain(
         if matches!(pod.phase, PodPhase::Stopped(_)) {
             removals.push((pod.name.clone(), RemovalReason::Stopped));
         } else if w.state == WarmState::Leaving {
-            removals.push((pod.name.clone(), RemovalReason::WarmSurplus));
+            removals.push((pod.name.clone(), RemovalReason::WarmRetried));
         } else if w.state == WarmState::Ready && age >= shape.idle {
             removals.push((pod.name.clone(), RemovalReason::WarmIdle));
         } else if w.state == WarmState::Warming && age >= cluster.auto_register_timeout {

@@ -485,7 +485,10 @@ impl Service {
                     let Some(cluster) = clusters.iter().find(|c| c.id == cluster) else { continue };
                     let warm_rule = matches!(
                         reason,
-                        RemovalReason::WarmIdle | RemovalReason::WarmSurplus | RemovalReason::WarmNotUp
+                        RemovalReason::WarmIdle
+                            | RemovalReason::WarmSurplus
+                            | RemovalReason::WarmNotUp
+                            | RemovalReason::WarmRetried
                     );
                     let removable = {
                         let mut registry = self.registry.lock().unwrap();

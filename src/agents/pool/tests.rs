@@ -163,7 +163,7 @@ const ROOMY: Limits = Limits { max_pending: 100, max_total: 100 };
 
 #[test]
 fn server_ping_drains_idle_surplus_and_over_limit_warm_pods() {
-    use RemovalReason::{Stopped, WarmIdle, WarmNotUp, WarmSurplus};
+    use RemovalReason::{Stopped, WarmIdle, WarmNotUp, WarmRetried, WarmSurplus};
     let resized = PoolShape { size: 1, ..SHAPE };
     let quicker = PoolShape { idle: minutes(5), ..SHAPE };
     let stopped = {
@@ -191,7 +191,7 @@ fn server_ping_drains_idle_surplus_and_over_limit_warm_pods() {
             vec![],
         ),
         ("a stopped one goes", snapshot(vec![stopped], ROOMY, &[]), vec![("w-dead", Stopped)]),
-        ("one whose removal did not finish goes", snapshot(vec![warm_pod("w1", "A", WarmState::Leaving, 1)], ROOMY, &[]), vec![("w1", WarmSurplus)]),
+        ("one whose removal did not finish goes", snapshot(vec![warm_pod("w1", "A", WarmState::Leaving, 1)], ROOMY, &[]), vec![("w1", WarmRetried)]),
         (
             "beyond the pool's size: the oldest go",
             snapshot(vec![ready("w1", "A", 1), ready("w2", "A", 3), warm_pod("w3", "A", WarmState::Warming, 2)], ROOMY, &[]),
