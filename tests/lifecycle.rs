@@ -294,14 +294,7 @@ async fn should_assign_work_recovers_after_a_restart() {
     let h = memory_harness().await;
     let cluster = memory_cluster(&[]);
     let name = create(&h, &cluster, 1101).await;
-    let restarted = gocd_dind::demo::Harness::start(
-        std::sync::Arc::new(gocd_dind::runtime::memory::MemoryProvider::new(h.runtime.clone())),
-        h.clock.clone(),
-        gocd_dind::service::ServiceOptions { allow_memory_runtime: true },
-    )
-    .await
-    .unwrap();
-    restarted.gocd.set_server_id(&h.harness.gocd.server_id());
+    let restarted = h.another_service().await.harness;
     let body = json!({"agent": {"agent_id": name, "agent_state": "Idle", "build_state": "Idle", "config_state": "Enabled"}, "job_identifier": job(1101), "cluster_profile_properties": cluster});
     let ask = || async { restarted.send("cd.go.elastic-agent.should-assign-work", &body).await.unwrap().1 };
     assert_eq!(ask().await, "false", "an agent the new service has not listed yet");

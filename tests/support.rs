@@ -51,7 +51,10 @@ pub struct MemoryHarness {
 
 pub async fn memory_harness() -> MemoryHarness {
     let clock = Clock::default();
-    let runtime = MemoryRuntime::new(clock.clone());
+    service_over(MemoryRuntime::new(clock.clone()), clock).await
+}
+
+async fn service_over(runtime: Arc<MemoryRuntime>, clock: Clock) -> MemoryHarness {
     let harness = Harness::start(
         Arc::new(MemoryProvider::new(runtime.clone())),
         clock.clone(),
@@ -60,6 +63,16 @@ pub async fn memory_harness() -> MemoryHarness {
     .await
     .expect("harness starts");
     MemoryHarness { harness, runtime, clock }
+}
+
+impl MemoryHarness {
+    /// Another service of the same GoCD server over the same runtime and clock, with
+    /// empty memory: a restarted service, or a second replica beside this one.
+    pub async fn another_service(&self) -> MemoryHarness {
+        let other = service_over(self.runtime.clone(), self.clock.clone()).await;
+        other.harness.gocd.set_server_id(&self.harness.gocd.server_id());
+        other
+    }
 }
 
 pub use crate::local_cluster::{AGENT_IMAGE, DIND_IMAGE, JOB_IMAGE};

@@ -298,15 +298,7 @@ async fn a_gocd_shaped_sequence_never_reuses_a_pod_and_leaves_nothing_once_the_p
     run_to_completion(&h, &cluster, &pod, 11).await;
 
     // A restarted service finds the pools by their labels and claims from them.
-    let restarted = gocd_dind::demo::Harness::start(
-        std::sync::Arc::new(gocd_dind::runtime::memory::MemoryProvider::new(h.runtime.clone())),
-        h.clock.clone(),
-        gocd_dind::service::ServiceOptions { allow_memory_runtime: true },
-    )
-    .await
-    .unwrap();
-    restarted.gocd.set_server_id(&h.harness.gocd.server_id());
-    let h = MemoryHarness { harness: restarted, runtime: h.runtime.clone(), clock: h.clock.clone() };
+    let h = h.another_service().await;
     let claims_before = h.runtime.claims().len();
     send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &a, 12)).await;
     h.harness.service.settle().await;
@@ -365,20 +357,6 @@ async fn profiles_that_build_the_same_pods_share_a_pool_and_one_without_a_pool_n
     assert_eq!(warm(&h).len(), 2, "a job of the profile with the pool refills it");
 }
 
-/// A second service of the same GoCD server sharing the cluster (same server id, same
-/// runtime), as a rolling upgrade or a second replica runs.
-async fn second_service(h: &MemoryHarness) -> MemoryHarness {
-    let other = gocd_dind::demo::Harness::start(
-        std::sync::Arc::new(gocd_dind::runtime::memory::MemoryProvider::new(h.runtime.clone())),
-        h.clock.clone(),
-        gocd_dind::service::ServiceOptions { allow_memory_runtime: true },
-    )
-    .await
-    .unwrap();
-    other.gocd.set_server_id(&h.harness.gocd.server_id());
-    MemoryHarness { harness: other, runtime: h.runtime.clone(), clock: h.clock.clone() }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_claim_that_loses_the_race_for_a_warm_pod_leaves_it_to_the_winners_job() {
     let h = memory_harness().await;
@@ -387,7 +365,7 @@ async fn a_claim_that_loses_the_race_for_a_warm_pod_leaves_it_to_the_winners_job
     send(&h, "cd.go.elastic-agent.create-agent", &body(&cluster, &elastic, 1)).await;
     h.harness.service.settle().await;
     let [contested] = <[String; 1]>::try_from(warm(&h)).unwrap();
-    let other = second_service(&h).await;
+    let other = h.another_service().await;
     // Both services see the same warm pod up and claim it, each for its own job; the
     // claims wait together, then race.
     h.runtime.hold_creates();

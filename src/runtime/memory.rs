@@ -152,6 +152,28 @@ impl MemoryRuntime {
         }
     }
 
+    /// A creation, as both kinds of pod make it: stored and counted, held while
+    /// [`Self::hold_creates`] says so, then failed (and removed, as a runtime removes
+    /// what it made of a failed start) when a test set `fail_create`.
+    async fn store_and_start(&self, pod: &AgentPod, info: PodInfo) -> Result<(), RuntimeError> {
+        let name = info.name.clone();
+        self.insert(name.clone(), StoredPod { pod: pod.clone(), info });
+        *self.created_total.lock().unwrap() += 1;
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = self.creates_open.subscribe().wait_for(|open| *open).await;
+        let failure = self.faults.lock().unwrap().fail_create.clone();
+        if let Some(reason) = failure {
+            self.pods.lock().unwrap().remove(&name);
+            return Err(RuntimeError::DaemonNotReady {
+                pod: name,
+                why: "a test fault".into(),
+                seconds: 0.0,
+                log_tail: reason,
+            });
+        }
+        Ok(())
+    }
+
     /// Creations started from now on stay in `Starting` until [`Self::release_creates`].
     pub fn hold_creates(&self) {
         self.creates_open.send_replace(false);
@@ -247,20 +269,7 @@ impl Runtime for MemoryRuntime {
             phase: PodPhase::Starting,
             warm: None,
         };
-        self.insert(name.clone(), StoredPod { pod: pod.clone(), info });
-        *self.created_total.lock().unwrap() += 1;
-        // The sender lives as long as `self`, so waiting cannot fail.
-        let _ = self.creates_open.subscribe().wait_for(|open| *open).await;
-        let failure = self.faults.lock().unwrap().fail_create.clone();
-        if let Some(reason) = failure {
-            self.pods.lock().unwrap().remove(&name);
-            return Err(RuntimeError::DaemonNotReady {
-                pod: name,
-                why: "a test fault".into(),
-                seconds: 0.0,
-                log_tail: reason,
-            });
-        }
+        self.store_and_start(pod, info).await?;
         (start.dockerd_ready)();
         self.set_phase(&name, PodPhase::Running);
         Ok(())
@@ -288,19 +297,7 @@ impl Runtime for MemoryRuntime {
             phase: PodPhase::Starting,
             warm,
         };
-        self.insert(name.clone(), StoredPod { pod: pod.clone(), info });
-        *self.created_total.lock().unwrap() += 1;
-        let _ = self.creates_open.subscribe().wait_for(|open| *open).await;
-        let failure = self.faults.lock().unwrap().fail_create.clone();
-        if let Some(reason) = failure {
-            self.pods.lock().unwrap().remove(&name);
-            return Err(RuntimeError::DaemonNotReady {
-                pod: name,
-                why: "a test fault".into(),
-                seconds: 0.0,
-                log_tail: reason,
-            });
-        }
+        self.store_and_start(pod, info).await?;
         (start.dockerd_ready)();
         if let Some(p) = self.pods.lock().unwrap().get_mut(&name) {
             p.info.phase = PodPhase::Running;
