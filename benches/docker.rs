@@ -21,12 +21,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListVolumesOptions};
+use bollard::query_parameters::{ListContainersOptions, ListVolumesOptions};
 use bollard::Docker;
-use futures_util::StreamExt;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{create_agent_body, job_identifier, Harness};
 use gocd_dind::pod::label_keys;
@@ -115,45 +114,14 @@ fn label(key: &str, value: &str) -> String {
 
 /// One pod through the service: create-agent → agent started, job-completion → answered.
 async fn service_run(docker: &Docker, harness: &Harness, cluster: &Value, job_id: i64) -> anyhow::Result<Sample> {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH)?;
-    // The agent's `start` event, replayed from `since` if it comes before we listen.
-    let filters = HashMap::from([
-        ("type".to_owned(), vec!["container".to_owned()]),
-        ("event".to_owned(), vec!["start".to_owned()]),
-        (
-            "label".to_owned(),
-            vec![label(label_keys::JOB_ID, &job_id.to_string()), label(label_keys::CONTAINER, "agent")],
-        ),
-    ]);
-    let options =
-        EventsOptions { since: Some((since.as_secs() - 1).to_string()), filters: Some(filters), ..Default::default() };
-    let mut events = docker.events(Some(options));
-    let sent = SystemTime::now();
-    let (status, body) = harness.send("cd.go.elastic-agent.create-agent", &create_agent_body(cluster, job_id)).await?;
-    if status != 200 {
-        bail!("create-agent answered {status}: {body}");
-    }
-    let event = tokio::time::timeout(Duration::from_secs(180), events.next())
-        .await
-        .map_err(|_| anyhow::anyhow!("no agent started within 180 s; job console:\n{}", harness.gocd.console_text()))?
-        .context("the engine's event stream ended")??;
-    let started_ns = u128::try_from(event.time_nano.context("event without a time")?)?;
-    let ready =
-        Duration::from_nanos(u64::try_from(started_ns.saturating_sub(sent.duration_since(UNIX_EPOCH)?.as_nanos()))?);
-    let pod = event
-        .actor
-        .and_then(|a| a.attributes)
-        .and_then(|a| a.get(label_keys::POD).cloned())
-        .context("the agent's start event carries no pod label")?;
+    let body = create_agent_body(cluster, job_id);
+    let (ready, pod) = side_by_side::create_until_agent_started(docker, harness, &body, job_id).await?;
     // The agent registers and works; GoCD then reports the job complete.
     harness.gocd.set_agent(&pod, "Idle", "Enabled");
     let completion = json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job_id), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": {}});
     let teardown_started = Instant::now();
-    let (status, body) = harness.send("cd.go.elastic-agent.job-completion", &completion).await?;
+    side_by_side::send_ok(harness, "cd.go.elastic-agent.job-completion", &completion).await?;
     let teardown = teardown_started.elapsed();
-    if status != 200 {
-        bail!("job-completion answered {status}: {body}");
-    }
     let mine = HashMap::from([("label".to_owned(), vec![label(label_keys::POD, &pod)])]);
     let containers = docker
         .list_containers(Some(ListContainersOptions { all: true, filters: Some(mine.clone()), ..Default::default() }))

@@ -20,18 +20,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
-use futures_util::StreamExt;
 use gocd_dind::clock::Clock;
 use gocd_dind::demo::{job_identifier, Harness};
 use gocd_dind::pod::label_keys;
 use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::ServiceOptions;
 use serde_json::{json, Value};
+
+#[allow(dead_code)] // shared by the pod benchmarks; each uses its part
+mod side_by_side;
+
+use side_by_side::{ms, p50_max};
 
 fn main() -> anyhow::Result<()> {
     let jobs: usize =
@@ -54,7 +57,7 @@ async fn bench(jobs: usize) -> anyhow::Result<()> {
     // share one pool (see docs/configuration.md#warm-pools).
     let cold = json!({"Environment": "BENCH_PROFILE=cold"});
     let warm = json!({"Environment": "BENCH_PROFILE=warm", "WarmPoolSize": "2"});
-    let first_job = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() % 1_000_000_000)? * 1000;
+    let first_job = side_by_side::first_job()?;
     println!("gocd-dind warm-pool bench: {jobs} jobs of each profile in a row, alternating (1 warm-up each)");
     let mut job = first_job;
     for profile in [&cold, &warm] {
@@ -149,10 +152,7 @@ async fn first_run(
         "cluster_profile_properties": cluster,
         "job_identifier": job_identifier(job_id),
     });
-    let (status, answer) = harness.send("cd.go.elastic-agent.create-agent", &body).await?;
-    if status != 200 {
-        bail!("create-agent answered {status}: {answer}");
-    }
+    side_by_side::send_ok(harness, "cd.go.elastic-agent.create-agent", &body).await?;
     harness.service.settle().await;
     let pod = harness.service.pod_of_job(job_id).context("the job has no pod")?.info.name;
     let agent = format!("{pod}-agent");
@@ -163,13 +163,7 @@ async fn first_run(
     if code != 0 {
         bail!("docker run {image} in {pod} exited {code}: {output}");
     }
-    harness.gocd.set_agent(&pod, "Idle", "Enabled");
-    let completion = json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job_id), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": elastic});
-    let (status, answer) = harness.send("cd.go.elastic-agent.job-completion", &completion).await?;
-    if status != 200 {
-        bail!("job-completion answered {status}: {answer}");
-    }
-    harness.service.settle().await;
+    side_by_side::complete(harness, cluster, elastic, &pod, job_id).await?;
     Ok(took)
 }
 
@@ -191,48 +185,14 @@ async fn run_job(
     elastic: &Value,
     job_id: i64,
 ) -> anyhow::Result<Duration> {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH)?;
-    let filters = HashMap::from([
-        ("type".to_owned(), vec!["container".to_owned()]),
-        ("event".to_owned(), vec!["start".to_owned()]),
-        (
-            "label".to_owned(),
-            vec![format!("{}={job_id}", label_keys::JOB_ID), format!("{}=agent", label_keys::CONTAINER)],
-        ),
-    ]);
-    let options =
-        EventsOptions { since: Some((since.as_secs() - 1).to_string()), filters: Some(filters), ..Default::default() };
-    let mut events = docker.events(Some(options));
     let body = json!({
         "auto_register_key": uuid::Uuid::new_v4().to_string(),
         "elastic_agent_profile_properties": elastic,
         "cluster_profile_properties": cluster,
         "job_identifier": job_identifier(job_id),
     });
-    let sent = SystemTime::now();
-    let (status, answer) = harness.send("cd.go.elastic-agent.create-agent", &body).await?;
-    if status != 200 {
-        bail!("create-agent answered {status}: {answer}");
-    }
-    let event = tokio::time::timeout(Duration::from_secs(180), events.next())
-        .await
-        .map_err(|_| anyhow::anyhow!("no agent started within 180 s; console:\n{}", harness.gocd.console_text()))?
-        .context("the engine's event stream ended")??;
-    let started_ns = u128::try_from(event.time_nano.context("event without a time")?)?;
-    let took =
-        Duration::from_nanos(u64::try_from(started_ns.saturating_sub(sent.duration_since(UNIX_EPOCH)?.as_nanos()))?);
-    let pod = event
-        .actor
-        .and_then(|a| a.attributes)
-        .and_then(|a| a.get(label_keys::POD).cloned())
-        .context("the agent's start event carries no pod label")?;
-    harness.gocd.set_agent(&pod, "Idle", "Enabled");
-    let completion = json!({"elastic_agent_id": pod, "job_identifier": job_identifier(job_id), "cluster_profile_properties": cluster, "elastic_agent_profile_properties": elastic});
-    let (status, answer) = harness.send("cd.go.elastic-agent.job-completion", &completion).await?;
-    if status != 200 {
-        bail!("job-completion answered {status}: {answer}");
-    }
-    harness.service.settle().await;
+    let (took, pod) = side_by_side::create_until_agent_started(docker, harness, &body, job_id).await?;
+    side_by_side::complete(harness, cluster, elastic, &pod, job_id).await?;
     Ok(took)
 }
 
@@ -251,15 +211,4 @@ async fn drain(docker: &Docker, server_id: &str) -> anyhow::Result<()> {
         docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await?;
     }
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn p50_max(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let n = samples.len();
-    let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2 };
-    (median, samples[n - 1])
 }

@@ -16,7 +16,7 @@
 mod local_cluster;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use gocd_dind::clock::Clock;
@@ -25,6 +25,11 @@ use gocd_dind::runtime::Runtimes;
 use gocd_dind::service::journal::Stage;
 use gocd_dind::service::ServiceOptions;
 use serde_json::{json, Value};
+
+#[allow(dead_code)] // shared by the pod benchmarks; each uses its part
+mod side_by_side;
+
+use side_by_side::{ms, p50_max};
 
 fn main() -> anyhow::Result<()> {
     let jobs: usize =
@@ -37,7 +42,7 @@ async fn bench(jobs: usize) -> anyhow::Result<()> {
     let harness = Harness::start(Arc::new(Runtimes::new()), Clock::default(), ServiceOptions::default()).await?;
     let cold = json!({"Environment": "BENCH_PROFILE=cold"});
     let warm = json!({"Environment": "BENCH_PROFILE=warm", "WarmPoolSize": "2"});
-    let mut job = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() % 1_000_000_000)? * 1000 + 700;
+    let mut job = side_by_side::first_job()? + 700;
     println!(
         "gocd-dind warm-pool bench on the local Kubernetes cluster: {jobs} jobs of each, alternating (1 warm-up each)"
     );
@@ -82,10 +87,7 @@ async fn run_job(h: &Harness, profile: &Value, elastic: &Value, job: i64) -> any
         "cluster_profile_properties": profile,
         "job_identifier": job_identifier(job),
     });
-    let (status, answer) = h.send("cd.go.elastic-agent.create-agent", &body).await?;
-    if status != 200 {
-        bail!("create-agent answered {status}: {answer}");
-    }
+    side_by_side::send_ok(h, "cd.go.elastic-agent.create-agent", &body).await?;
     h.service.settle().await;
     let request =
         serde_json::from_value(json!({"job_identifier": job_identifier(job), "cluster_profile_properties": profile}))?;
@@ -95,23 +97,6 @@ async fn run_job(h: &Harness, profile: &Value, elastic: &Value, job: i64) -> any
         bail!("job {job}'s pod has no agent start; console:\n{}", h.gocd.console_text());
     };
     let took = started.duration_since(created)?;
-    h.gocd.set_agent(&story.pod, "Idle", "Enabled");
-    let completion = json!({"elastic_agent_id": story.pod, "job_identifier": job_identifier(job), "cluster_profile_properties": profile, "elastic_agent_profile_properties": elastic});
-    let (status, answer) = h.send("cd.go.elastic-agent.job-completion", &completion).await?;
-    if status != 200 {
-        bail!("job-completion answered {status}: {answer}");
-    }
-    h.service.settle().await;
+    side_by_side::complete(h, profile, elastic, &story.pod, job).await?;
     Ok(took)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn p50_max(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let n = samples.len();
-    let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2 };
-    (median, samples[n - 1])
 }
